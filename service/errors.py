@@ -1,0 +1,92 @@
+"""One error tree for the whole service.
+
+Every failure a client can cause is a `ServiceError` with an HTTP status, a stable machine
+`code`, a short `title` and a `detail` that never contains patient data. REST renders them as
+RFC 9457 problem+json, FHIR routes as OperationOutcome, DICOMweb as FailedSOPSequence reasons.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class ServiceError(Exception):
+    """Base of every client-visible error."""
+
+    status: ClassVar[int] = 400
+    code: ClassVar[str] = "bad-request"
+    title: ClassVar[str] = "Bad request"
+
+    def __init__(
+        self, detail: str, *, expression: list[str] | None = None, **extra: Any
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.expression = expression or []
+        self.extra = extra
+
+    def problem(self, instance: str | None = None) -> dict[str, Any]:
+        """RFC 9457 body."""
+        body: dict[str, Any] = {
+            "type": f"https://skinscreen.dev/problems/{self.code}",
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+            "code": self.code,
+        }
+        if instance:
+            body["instance"] = instance
+        body.update(self.extra)
+        return body
+
+
+class BadRequest(ServiceError):
+    """Malformed request (e.g. invalid JSON, multipart without boundary)."""
+
+
+class NotFound(ServiceError):
+    status, code, title = 404, "not-found", "Not found"
+
+
+class NotAcceptable(ServiceError):
+    status, code, title = 406, "not-acceptable", "Not acceptable"
+
+
+class PayloadTooLarge(ServiceError):
+    status, code, title = 413, "payload-too-large", "Payload too large"
+
+
+class ImageTooLarge(ServiceError):
+    status, code, title = 413, "image-too-large", "Image dimensions exceed the limit"
+
+
+class UnsupportedMediaType(ServiceError):
+    status, code, title = 415, "unsupported-media-type", "Unsupported media type"
+
+
+class Unprocessable(ServiceError):
+    status, code, title = 422, "unprocessable", "Unprocessable content"
+
+
+class InvalidImage(Unprocessable):
+    code, title = "invalid-image", "The image cannot be decoded"
+
+
+class ImageTooSmall(Unprocessable):
+    code, title = "image-too-small", "The image is too small"
+
+
+class EmptyBody(Unprocessable):
+    code, title = "empty-body", "The request has no image"
+
+
+class Conflict(ServiceError):
+    status, code, title = 409, "conflict", "Conflict"
+
+
+class ServiceUnavailable(ServiceError):
+    status, code, title = 503, "unavailable", "Service unavailable"
+
+    def __init__(self, detail: str, *, retry_after: int = 5, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.retry_after = retry_after

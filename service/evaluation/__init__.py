@@ -1,0 +1,1 @@
+"""Classification metrics and evaluation over folder-per-class image sets."""

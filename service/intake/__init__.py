@@ -1,0 +1,1 @@
+"""Turning request bodies (images, DICOM, FHIR attachments) into decoded images."""

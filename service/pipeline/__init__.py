@@ -1,0 +1,1 @@
+"""The screening pipeline: domain types, adapters and the run that yields events."""

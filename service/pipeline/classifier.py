@@ -1,0 +1,134 @@
+"""Classifier adapters: ONNX models described by a model card, and their ensemble."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+from PIL import Image
+
+from service.pipeline.domain import Classification, ModelInfo
+from service.pipeline.model_card import ModelCard
+from service.pipeline.preprocess import classify_tensor
+
+FloatArray = npt.NDArray[np.float64]
+
+
+class ModelIntegrityError(RuntimeError):
+    """The weights on disk do not match the sha256 in their model card."""
+
+
+class Classifier(Protocol):
+    """Anything that turns RGB images into probabilities over `classes`."""
+
+    info: ModelInfo
+    classes: tuple[str, ...]
+
+    def logits(self, images: Sequence[Image.Image]) -> FloatArray:
+        """Uncalibrated logits (or log-probabilities), shape (N, len(classes))."""
+        ...
+
+    def probabilities(self, images: Sequence[Image.Image]) -> FloatArray:
+        """Calibrated probabilities, shape (N, len(classes))."""
+        ...
+
+
+def softmax(logits: FloatArray, temperature: float = 1.0) -> FloatArray:
+    """Numerically stable softmax over the last axis."""
+    scaled = logits / temperature
+    scaled = scaled - scaled.max(axis=-1, keepdims=True)
+    exp = np.exp(scaled)
+    result: FloatArray = exp / exp.sum(axis=-1, keepdims=True)
+    return result
+
+
+def classification_from(probs: npt.NDArray[np.floating], classifier: Classifier) -> Classification:
+    """Wrap one row of probabilities as a domain Classification."""
+    return Classification(
+        probabilities={c: float(p) for c, p in zip(classifier.classes, probs, strict=True)},
+        model=classifier.info,
+    )
+
+
+def classify(classifier: Classifier, image: Image.Image) -> Classification:
+    """Classify one image with any backend."""
+    return classification_from(classifier.probabilities([image])[0], classifier)
+
+
+class OnnxClassifier:
+    """An exported model run by onnxruntime; loads once, verifies its sha256."""
+
+    def __init__(self, card: ModelCard, threads: int = 2) -> None:
+        self.card = card
+        self.classes = card.classes
+        self.info = card.info
+        weights = card.onnx_path.read_bytes()
+        actual = hashlib.sha256(weights).hexdigest()
+        if actual != card.onnx_sha256:
+            raise ModelIntegrityError(f"{card.onnx_path.name}: sha256 {actual} != card")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self._session = ort.InferenceSession(
+            weights, sess_options=options, providers=["CPUExecutionProvider"]
+        )
+        self._input = self._session.get_inputs()[0].name
+        self._fixed_batch = isinstance(self._session.get_inputs()[0].shape[0], int)
+
+    @classmethod
+    def from_card_path(cls, path: Path, threads: int = 2) -> OnnxClassifier:
+        """Load the model described by `models/<name>.json`."""
+        return cls(ModelCard.load(path), threads=threads)
+
+    def preprocess(self, image: Image.Image) -> npt.NDArray[np.float32]:
+        """The exact inference transform of this model."""
+        return classify_tensor(image, self.card.imgsz, self.card.mean, self.card.std)
+
+    def logits(self, images: Sequence[Image.Image]) -> FloatArray:
+        batch = np.stack([self.preprocess(image) for image in images])
+        if self._fixed_batch:
+            rows = [self._session.run(None, {self._input: row[None]})[0] for row in batch]
+            raw = np.concatenate(rows, axis=0)
+        else:
+            raw = self._session.run(None, {self._input: batch})[0]
+        raw = raw.astype(np.float64)
+        if self.card.output == "probabilities":
+            return np.log(np.clip(raw, 1e-12, 1.0))
+        return raw
+
+    def raw_probabilities(self, images: Sequence[Image.Image]) -> FloatArray:
+        """Uncalibrated probabilities: exactly what the exported graph computes."""
+        return softmax(self.logits(images))
+
+    def probabilities(self, images: Sequence[Image.Image]) -> FloatArray:
+        return softmax(self.logits(images), self.card.temperature)
+
+
+class EnsembleClassifier:
+    """Mean of the members' calibrated probabilities."""
+
+    def __init__(self, members: Sequence[Classifier]) -> None:
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        classes = members[0].classes
+        if any(m.classes != classes for m in members):
+            raise ValueError("ensemble members disagree on classes")
+        self.members = tuple(members)
+        self.classes = classes
+        joined = "+".join(m.info.name for m in members)
+        digest = hashlib.sha256("".join(m.info.sha256 for m in members).encode()).hexdigest()
+        self.info = ModelInfo(name=f"ensemble({joined})", version="1", sha256=digest)
+
+    def logits(self, images: Sequence[Image.Image]) -> FloatArray:
+        return np.log(np.clip(self.probabilities(images), 1e-12, 1.0))
+
+    def probabilities(self, images: Sequence[Image.Image]) -> FloatArray:
+        stacked = np.stack([m.probabilities(images) for m in self.members])
+        result: FloatArray = stacked.mean(axis=0)
+        return result

@@ -1,0 +1,1 @@
+"""Offline training of the shipped classifiers (needs the `train` extra)."""

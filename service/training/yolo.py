@@ -1,0 +1,106 @@
+"""Train a YOLOv8-cls model from its YAML with Ultralytics, fully offline, then ship it.
+
+Shipping = best.pt + ONNX export copied to `models/`, and a model card with val metrics computed
+through the same onnxruntime path the service uses.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from service.training.offline import prepare_offline_ultralytics
+from service.training.shipping import ship_model
+
+
+@dataclass(frozen=True)
+class YoloRecipe:
+    """Every knob that shapes the trained model; recorded verbatim in the card."""
+
+    arch: str = "yolov8n-cls"
+    epochs: int = 30
+    imgsz: int = 224
+    batch: int = 32
+    seed: int = 20261125
+    patience: int = 15
+    lr0: float = 0.01
+    optimizer: str = "AdamW"
+    cos_lr: bool = True
+    # Skin photos have no canonical orientation, so both flips are label-preserving.
+    fliplr: float = 0.5
+    flipud: float = 0.5
+    # Hue carries diagnostic signal (redness, pigment): keep hue shifts tiny, S/V moderate.
+    hsv_h: float = 0.005
+    hsv_s: float = 0.3
+    hsv_v: float = 0.3
+    # RandomResizedCrop scale (1 - scale, 1): crops push watermarks in corners out of frame.
+    scale: float = 0.6
+    # Random erasing hides text overlays and eye bars so they cannot become shortcuts.
+    erasing: float = 0.4
+    auto_augment: str = "none"
+    label_smoothing: float = 0.1
+
+
+def train_yolo(
+    data: Path, out_dir: Path, name: str, recipe: YoloRecipe, work_dir: Path, version: str
+) -> dict[str, Any]:
+    """Train, export to ONNX, evaluate on `data/val`, and write `out_dir/<name>.{pt,onnx,json}`."""
+    prepare_offline_ultralytics(work_dir / "ultralytics-config")
+    from ultralytics import YOLO  # noqa: PLC0415 - only after the offline set-up
+
+    model = YOLO(f"{recipe.arch}.yaml", task="classify")
+    model.train(
+        data=str(data),
+        epochs=recipe.epochs,
+        imgsz=recipe.imgsz,
+        batch=recipe.batch,
+        seed=recipe.seed,
+        deterministic=True,
+        patience=recipe.patience,
+        lr0=recipe.lr0,
+        optimizer=recipe.optimizer,
+        cos_lr=recipe.cos_lr,
+        fliplr=recipe.fliplr,
+        flipud=recipe.flipud,
+        hsv_h=recipe.hsv_h,
+        hsv_s=recipe.hsv_s,
+        hsv_v=recipe.hsv_v,
+        scale=recipe.scale,
+        erasing=recipe.erasing,
+        auto_augment=None if recipe.auto_augment == "none" else recipe.auto_augment,
+        device="cpu",
+        workers=0,
+        pretrained=False,
+        amp=False,
+        project=str(work_dir / "runs"),
+        name=name,
+        exist_ok=True,
+        plots=True,
+        verbose=True,
+    )
+    run_dir = work_dir / "runs" / name
+    best = run_dir / "weights" / "best.pt"
+    onnx_file = Path(
+        YOLO(str(best), task="classify").export(format="onnx", imgsz=recipe.imgsz, dynamic=True)
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(best, out_dir / f"{name}.pt")
+    shutil.copyfile(onnx_file, out_dir / f"{name}.onnx")
+    import ultralytics  # noqa: PLC0415
+
+    return ship_model(
+        data=data,
+        out_dir=out_dir,
+        name=name,
+        version=version,
+        architecture=recipe.arch,
+        framework=f"ultralytics {ultralytics.__version__}",
+        imgsz=recipe.imgsz,
+        mean=(0.0, 0.0, 0.0),
+        std=(1.0, 1.0, 1.0),
+        output="probabilities",
+        recipe=asdict(recipe),
+        extra_files={"pt": f"{name}.pt"},
+    )
