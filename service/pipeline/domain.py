@@ -55,3 +55,60 @@ class Patient:
     birth_date: str | None = None
     identifier: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GateOutcome:
+    """The quality / out-of-distribution gate's verdict on one image.
+
+    `reasons` are stable machine codes (e.g. `too_dark`, `blurred`, `not_skin`,
+    `low_confidence`); `measurements` are the numbers behind them (for logs and tuning).
+    """
+
+    status: Status
+    reasons: tuple[str, ...] = ()
+    measurements: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SourceImage:
+    """Where the image came from, carried into the PDF, FHIR and DICOM outputs."""
+
+    media_type: str
+    sha256: str
+    width: int
+    height: int
+    #: DICOM identifiers when the image arrived as DICOM (study/series/SOP instance UIDs, …).
+    dicom: dict[str, str] = field(default_factory=dict)
+    #: FHIR reference of the source resource when it arrived as FHIR (e.g. "Media/123").
+    fhir_reference: str | None = None
+
+
+REPORT_SECTIONS: tuple[str, ...] = (
+    "observations",
+    "differential",
+    "red_flags",
+    "recommendations",
+    "follow_up",
+)
+
+
+@dataclass(frozen=True)
+class Report:
+    """The full structured report a run produces (rendered to PDF, FHIR, DICOM, JSON)."""
+
+    case_id: str
+    language: str
+    patient: Patient
+    history: str | None
+    source: SourceImage
+    classification: Classification
+    gate: GateOutcome
+    summary: str
+    sections: dict[str, str]
+    narrative: str
+    narrator: ModelInfo
+    generated_without_llm: bool
+    urgent_referral: bool
+    created_at: str
+    notices: tuple[str, ...] = ()

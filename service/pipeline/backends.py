@@ -1,0 +1,60 @@
+"""Choose and load the classifier backend named in settings: yolo | effnet | ensemble | default."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from service.pipeline.classifier import Classifier, EnsembleClassifier, OnnxClassifier
+from service.settings import Settings
+
+ENSEMBLE_CARD = "skinscreen-ensemble.json"
+
+
+def card_path(settings: Settings, backend: str) -> Path:
+    """The model card file of a single-model backend."""
+    stem = {"yolo": settings.yolo_model, "effnet": settings.effnet_model}[backend]
+    return settings.models_dir / f"{stem}.json"
+
+
+def available_backends(settings: Settings) -> list[str]:
+    """Backends whose model files are shipped in `models_dir`."""
+    singles = [b for b in ("yolo", "effnet") if card_path(settings, b).is_file()]
+    return [*singles, "ensemble"] if len(singles) == 2 else singles
+
+
+def val_macro_f1(settings: Settings, backend: str) -> float:
+    """The val macro-F1 recorded for a backend (its card, or the ensemble card)."""
+    path = (
+        settings.models_dir / ENSEMBLE_CARD if backend == "ensemble" else card_path(settings, backend)
+    )
+    if not path.is_file():
+        return -1.0
+    card = json.loads(path.read_text(encoding="utf-8"))
+    return float(card.get("metrics", {}).get("val", {}).get("macro_f1", -1.0))
+
+
+def default_backend(settings: Settings) -> str:
+    """The shipped backend with the best val macro-F1 (ties: the simpler model)."""
+    candidates = available_backends(settings)
+    if not candidates:
+        raise FileNotFoundError(f"no model cards in {settings.models_dir}")
+    return max(candidates, key=lambda b: (val_macro_f1(settings, b), -candidates.index(b)))
+
+
+def resolve_backend(settings: Settings) -> str:
+    """The backend that `settings.classifier` names, with `default` resolved."""
+    return default_backend(settings) if settings.classifier == "default" else settings.classifier
+
+
+def load_classifier(settings: Settings, backend: str | None = None) -> Classifier:
+    """Load a backend once (at start-up); ONNX sessions are reused for every request."""
+    name = backend or resolve_backend(settings)
+    if name == "ensemble":
+        return EnsembleClassifier(
+            [
+                OnnxClassifier.from_card_path(card_path(settings, b), settings.onnx_threads)
+                for b in ("yolo", "effnet")
+            ]
+        )
+    return OnnxClassifier.from_card_path(card_path(settings, name), settings.onnx_threads)

@@ -1,0 +1,1 @@
+"""Narrators write the report text: knowledge base (default), MedGemma, OpenAI-compatible."""

@@ -1,0 +1,43 @@
+"""The narrator interface every backend implements."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from PIL import Image
+
+from service.pipeline.domain import Classification, GateOutcome, ModelInfo, Patient
+
+
+@dataclass(frozen=True)
+class NarrationRequest:
+    """Everything a narrator may use. The image is for multimodal models only."""
+
+    case_id: str
+    language: str
+    patient: Patient
+    history: str | None
+    classification: Classification
+    gate: GateOutcome
+    image: Image.Image | None = None
+
+
+class NarratorUnavailable(RuntimeError):
+    """The backend cannot serve now (down, timing out, queue full); the run may fall back."""
+
+
+class Narrator(Protocol):
+    """Streams the narrative sections of a report as text chunks."""
+
+    info: ModelInfo
+    #: True when no language model wrote the text (the knowledge narrator).
+    without_llm: bool
+
+    def stream(self, request: NarrationRequest) -> AsyncIterator[str]:
+        """Yield text chunks; concatenated they form the narrative (section headings included).
+
+        Raise `NarratorUnavailable` before the first chunk when the backend is unreachable.
+        """
+        ...

@@ -1,0 +1,92 @@
+"""One typed settings object, read from the environment with the prefix `SKINSCREEN_`.
+
+Every field has an embedded default so the service runs with no configuration at all.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Service configuration. Environment: `SKINSCREEN_<FIELD>` (case-insensitive)."""
+
+    model_config = SettingsConfigDict(env_prefix="SKINSCREEN_", extra="ignore")
+
+    # --- HTTP -------------------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_base_url: str | None = Field(
+        default=None, description="Absolute base URL used in links (default: from the request)."
+    )
+    max_upload_bytes: int = Field(default=20 * 1024 * 1024, description="Request body limit.")
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    # --- images -------------------------------------------------------------------------------
+    max_image_pixels: int = 40_000_000
+    min_image_side: int = 32
+
+    # --- classifier ---------------------------------------------------------------------------
+    models_dir: Path = REPO_ROOT / "models"
+    classifier: Literal["yolo", "effnet", "ensemble", "default"] = Field(
+        default="default", description="Backend; `default` is the one with the best val macro-F1."
+    )
+    yolo_model: str = "skinscreen-yolov8n-cls"
+    effnet_model: str = "skinscreen-efficientnet-lite0"
+    onnx_threads: int = 2
+    inconclusive_below: float = Field(
+        default=0.5, description="Calibrated top probability under which a result is inconclusive."
+    )
+    inconclusive_margin: float = Field(
+        default=0.1, description="Top-1 minus top-2 probability under which it is inconclusive."
+    )
+
+    # --- narrators ----------------------------------------------------------------------------
+    narrator: Literal["knowledge", "medgemma", "openai"] = "knowledge"
+    medgemma_model_dir: Path | None = None
+    medgemma_device: Literal["auto", "cuda", "cpu"] = "auto"
+    medgemma_max_new_tokens: int = 768
+    medgemma_queue_size: int = 4
+    openai_base_url: str = "http://127.0.0.1:8080/v1"
+    openai_model: str = "medgemma-4b-it"
+    openai_api_key: str | None = None
+    openai_timeout_s: float = 60.0
+    openai_connect_timeout_s: float = 5.0
+    openai_retries: int = 2
+    openai_max_tokens: int = 768
+
+    # --- reports, jobs, storage -----------------------------------------------------------------
+    default_language: Literal["ko", "en", "vi"] = "en"
+    data_dir: Path = REPO_ROOT / "var"
+    store_path: Path | None = Field(default=None, description="SQLite file (default data_dir/skinscreen.db).")
+    job_retention_hours: int = 72
+    max_jobs_stored: int = 2000
+    sse_keepalive_s: float = 15.0
+    max_concurrent_runs: int = 16
+
+    # --- FHIR -------------------------------------------------------------------------------------
+    fhir_server_url: str | None = None
+    fhir_fetch_timeout_s: float = 10.0
+    fhir_write_back: bool = False
+
+    # --- reference data (tests, evaluation) ---------------------------------------------------------
+    shared_dir: Path = REPO_ROOT.parent / "shared"
+
+    @property
+    def sqlite_path(self) -> Path:
+        """Where the job/report store lives."""
+        return self.store_path or self.data_dir / "skinscreen.db"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (tests build their own `Settings(...)` instead)."""
+    return Settings()

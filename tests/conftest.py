@@ -1,0 +1,62 @@
+"""Shared fixtures: settings, the reference data in ../shared, tiny generated images."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from service.settings import Settings
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    """Default settings (tests that need other values build their own)."""
+    return Settings()
+
+
+@pytest.fixture(scope="session")
+def shared_dir(settings: Settings) -> Path:
+    """`../shared` (or SKINSCREEN_SHARED_DIR). Skips loudly when absent; fails under CI."""
+    path = settings.shared_dir
+    if not (path / "data" / "skin6").is_dir():
+        message = (
+            f"REFERENCE DATA MISSING: {path} has no data/skin6 — set SKINSCREEN_SHARED_DIR "
+            "to the shared folder to run this test"
+        )
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="session")
+def skin6_dir(shared_dir: Path) -> Path:
+    """The skin6 train/val data set."""
+    return shared_dir / "data" / "skin6"
+
+
+@pytest.fixture(scope="session")
+def skin6_val_images(skin6_dir: Path) -> dict[str, list[Path]]:
+    """Val image paths per class, sorted."""
+    return {
+        d.name: sorted(d.glob("*.jpg")) for d in sorted((skin6_dir / "val").iterdir()) if d.is_dir()
+    }
+
+
+def jpeg_bytes(image: Image.Image, quality: int = 90) -> bytes:
+    """Encode an image as JPEG."""
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="session")
+def skin_jpeg(skin6_val_images: dict[str, list[Path]]) -> bytes:
+    """A real skin6 val photo (Acne) as JPEG bytes."""
+    return skin6_val_images["Acne"][0].read_bytes()
