@@ -1,24 +1,74 @@
-"""The `skinscreen` command line: serve, train, classify, evaluate."""
+"""The `skinscreen` command line: serve, train, classify, evaluate, diagnose."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from service.training.yolo import YoloRecipe, train_yolo  # noqa: PLC0415 - needs `train` extra
+    name = args.name or f"skinscreen-{args.arch}"
+    if args.arch.startswith("efficientnet"):
+        from service.training.effnet import EffnetRecipe, train_effnet  # noqa: PLC0415
+
+        effnet_recipe = EffnetRecipe(epochs=args.epochs, imgsz=args.imgsz, batch=args.batch,
+                                     seed=args.seed)
+        train_effnet(Path(args.data), Path(args.out), name, effnet_recipe, Path(args.work_dir),
+                     version=args.version)
+        return 0
+    from service.training.yolo import YoloRecipe, train_yolo  # noqa: PLC0415 - `train` extra
 
     recipe = YoloRecipe(
         arch=args.arch, epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, seed=args.seed
     )
-    name = args.name or f"skinscreen-{args.arch}-{args.imgsz}"
     train_yolo(
         Path(args.data), Path(args.out), name, recipe, Path(args.work_dir), version=args.version
     )
     return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn  # noqa: PLC0415
+
+    from service.app import create_app  # noqa: PLC0415
+    from service.settings import get_settings  # noqa: PLC0415
+
+    settings = get_settings()
+    host = args.host or settings.host
+    port = args.port or settings.port
+    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
+    return 0
+
+
+def _cmd_classify(args: argparse.Namespace) -> int:
+    from service.cli_commands import classify_paths  # noqa: PLC0415
+    from service.settings import get_settings  # noqa: PLC0415
+
+    settings = get_settings()
+    if args.backend:
+        settings = settings.model_copy(update={"classifier": args.backend})
+    return classify_paths(settings, args.paths, args.json)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from service.cli_commands import evaluate_dir  # noqa: PLC0415
+    from service.settings import get_settings  # noqa: PLC0415
+
+    results = evaluate_dir(get_settings(), Path(args.dir), args.backend or [])
+    print(json.dumps(results, indent=2, ensure_ascii=False))
+    return 0
+
+
+def _cmd_diagnose(args: argparse.Namespace) -> int:
+    from service.cli_commands import diagnose_file  # noqa: PLC0415
+    from service.settings import get_settings  # noqa: PLC0415
+
+    fields = {"language": args.lang, "patient_name": args.name or "", "history": args.history or "",
+              "patient_age": "" if args.age is None else str(args.age), "patient_sex": args.sex or ""}
+    return diagnose_file(get_settings(), Path(args.image), Path(args.out), fields)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,9 +76,37 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="skinscreen", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    train = sub.add_parser("train", help="train a YOLOv8-cls model offline and ship it to models/")
+    serve = sub.add_parser("serve", help="run the HTTP service")
+    serve.add_argument("--host", default=None, help="default 127.0.0.1 (SKINSCREEN_HOST)")
+    serve.add_argument("--port", type=int, default=None, help="default 8000 (SKINSCREEN_PORT)")
+    serve.set_defaults(func=_cmd_serve)
+
+    classify = sub.add_parser("classify", help="classify image files")
+    classify.add_argument("paths", nargs="+")
+    classify.add_argument("--json", action="store_true", help="one JSON object per line")
+    classify.add_argument("--backend", choices=["yolo", "effnet", "ensemble"], default=None)
+    classify.set_defaults(func=_cmd_classify)
+
+    evaluate = sub.add_parser("evaluate", help="metrics on a folder-per-class image set")
+    evaluate.add_argument("dir")
+    evaluate.add_argument("--backend", action="append", choices=["yolo", "effnet", "ensemble"],
+                          help="repeatable; default: every shipped backend")
+    evaluate.set_defaults(func=_cmd_evaluate)
+
+    diagnose = sub.add_parser("diagnose", help="full report for one image (PDF)")
+    diagnose.add_argument("image")
+    diagnose.add_argument("--lang", default="en", choices=["ko", "en", "vi"])
+    diagnose.add_argument("--out", default="report.pdf")
+    diagnose.add_argument("--name", default=None)
+    diagnose.add_argument("--age", type=int, default=None)
+    diagnose.add_argument("--sex", default=None, choices=["female", "male", "other", "unknown"])
+    diagnose.add_argument("--history", default=None)
+    diagnose.set_defaults(func=_cmd_diagnose)
+
+    train = sub.add_parser("train", help="train a classifier offline and ship it to models/")
     train.add_argument("--data", required=True, help="folder with train/<Class>/ and val/<Class>/")
-    train.add_argument("--arch", default="yolov8n-cls", help="Ultralytics YAML name")
+    train.add_argument("--arch", default="yolov8n-cls",
+                       help="Ultralytics YAML name (yolov8n-cls, yolov8s-cls) or efficientnet-lite0")
     train.add_argument("--epochs", type=int, default=30)
     train.add_argument("--imgsz", type=int, default=224)
     train.add_argument("--batch", type=int, default=32)

@@ -90,3 +90,47 @@ class ServiceUnavailable(ServiceError):
     def __init__(self, detail: str, *, retry_after: int = 5, **extra: Any) -> None:
         super().__init__(detail, **extra)
         self.retry_after = retry_after
+
+
+class UnsupportedLanguage(Unprocessable):
+    code, title = "unsupported-language", "Unsupported report language"
+
+
+class InvalidFhir(BadRequest):
+    code, title = "invalid-fhir", "Invalid FHIR content"
+
+
+class FhirUnprocessable(Unprocessable):
+    code, title = "fhir-unprocessable", "The FHIR request cannot be processed"
+
+
+class UnsupportedAttachment(Unprocessable):
+    """An attachment that is not an image (e.g. audio): 422, since the HTTP body type is fine."""
+
+    code, title = "unsupported-attachment", "The attachment is not a supported image"
+
+
+class FetchNotAllowed(Unprocessable):
+    code, title = "fetch-not-allowed", "The image URL may not be fetched"
+
+
+class InvalidDicom(Unprocessable):
+    """A body sent as DICOM that cannot be used (not Part 10, truncated, undecodable pixels).
+
+    A body declared `application/dicom` that is not DICOM gets 422, not 415: the declared media
+    type is supported, the content is not processable (RFC 9110 §15.5.21).
+    """
+
+    code, title = "invalid-dicom", "The DICOM instance cannot be used"
+
+
+class DicomMismatch(InvalidDicom):
+    """The data set does not match its SOP class (no or wrong-sized pixel data, multi-frame)."""
+
+    code, title = "dicom-mismatch", "The DICOM data set does not match its SOP class"
+
+
+class UnsupportedSopClass(InvalidDicom):
+    """A SOP class that is not a single-frame photograph (SR, CT, whole-slide, …)."""
+
+    code, title = "unsupported-sop-class", "The DICOM SOP class is not supported"

@@ -64,12 +64,15 @@ class Settings(BaseSettings):
     openai_max_tokens: int = 768
 
     # --- reports, jobs, storage -----------------------------------------------------------------
+    templates_dir: Path = REPO_ROOT / "templates"
+    translations_dir: Path = REPO_ROOT / "translations"
     default_language: Literal["ko", "en", "vi"] = "en"
     data_dir: Path = REPO_ROOT / "var"
     store_path: Path | None = Field(default=None, description="SQLite file (default data_dir/skinscreen.db).")
     job_retention_hours: int = 72
     max_jobs_stored: int = 2000
     sse_keepalive_s: float = 15.0
+    report_heatmap: bool = Field(default=True, description="Put an occlusion heatmap in the PDF.")
     max_concurrent_runs: int = 16
 
     # --- FHIR -------------------------------------------------------------------------------------

@@ -35,6 +35,11 @@ class Narrator(Protocol):
     #: True when no language model wrote the text (the knowledge narrator).
     without_llm: bool
 
+    def ensure_capacity(self) -> None:
+        """Raise `service.errors.ServiceUnavailable` (→ 503 + Retry-After) when the backend's
+        queue is full. Called by the HTTP doors before a run starts; a no-op for most backends."""
+        ...
+
     def stream(self, request: NarrationRequest) -> AsyncIterator[str]:
         """Yield text chunks; concatenated they form the narrative (section headings included).
 

@@ -1,0 +1,1 @@
+"""HTTP doors: REST, SSE, FHIR, DICOMweb, health, the web page."""

@@ -1,0 +1,102 @@
+"""create_app: wiring only (routes, error handlers, logging, start-up)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import structlog
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.openapi import OpenAPIConfig
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from service import __version__
+from service.api.health import health, ready
+from service.api.problems import EXCEPTION_HANDLERS
+from service.api.rest import RestController
+from service.bootstrap import Services, build_services
+from service.logging import configure_logging, get_logger
+from service.settings import Settings, get_settings
+
+log = get_logger("service.http")
+
+
+def request_context_middleware(app: ASGIApp) -> ASGIApp:
+    """Bind a request id (X-Request-ID in, or a new one) and log method, path, status, timing."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        incoming = headers.get(b"x-request-id", b"").decode("latin-1")[:64]
+        request_id = incoming if incoming.isprintable() and incoming else uuid.uuid4().hex
+        started = time.perf_counter()
+        status = {"code": 0}
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        try:
+            await app(scope, receive, send_wrapper)
+        finally:
+            log.info(
+                "request",
+                method=scope.get("method"),
+                path=scope.get("path"),
+                status=status["code"],
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            )
+            structlog.contextvars.unbind_contextvars("request_id")
+
+    return middleware
+
+
+def create_app(settings: Settings | None = None, services: Services | None = None) -> Litestar:
+    """The ASGI application. Loads models at start-up unless `services` is given."""
+    settings = settings or get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    state = State({"settings": settings, "services": services})
+
+    async def on_startup(app: Litestar) -> None:
+        if app.state.services is None:
+            try:
+                app.state.services = build_services(settings)
+            except Exception as exc:
+                app.state.startup_error = type(exc).__name__
+                log.error("startup_failed", error=type(exc).__name__)
+                raise
+
+    async def on_shutdown(app: Litestar) -> None:
+        if app.state.services is not None:
+            await app.state.services.jobs.shutdown()
+
+    return Litestar(
+        route_handlers=[health, ready, RestController],
+        state=state,
+        on_startup=[on_startup],
+        on_shutdown=[on_shutdown],
+        exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[request_context_middleware],
+        request_max_body_size=settings.max_upload_bytes,
+        logging_config=None,
+        openapi_config=OpenAPIConfig(
+            title="skinscreen",
+            version=__version__,
+            description="AI skin-condition screening: classification, reports (PDF), FHIR R4, "
+            "DICOM. A screening aid, not a diagnosis.",
+            path="/schema",
+        ),
+    )
+
+
+def app_factory() -> Any:
+    """uvicorn --factory entry point."""
+    return create_app()

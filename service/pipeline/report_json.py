@@ -1,0 +1,77 @@
+"""JSON forms of domain objects, shared by events, REST responses and the CLI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from service.pipeline.domain import Classification, GateOutcome, Patient, Report, SourceImage
+
+
+def classification_json(classification: Classification) -> dict[str, Any]:
+    """The REST/CLI classification contract; rejected images carry no probabilities."""
+    body: dict[str, Any] = {"status": classification.status, "reasons": list(classification.reasons)}
+    if classification.status != "rejected":
+        body.update(
+            label=classification.label,
+            confidence=round(classification.confidence, 6),
+            probabilities={k: round(v, 6) for k, v in classification.probabilities.items()},
+        )
+    else:
+        body.update(label=None, confidence=None)
+    body["model"] = classification.model.as_dict()
+    return body
+
+
+def gate_json(gate: GateOutcome) -> dict[str, Any]:
+    """Gate outcome with its measurements rounded for display."""
+    return {
+        "status": gate.status,
+        "reasons": list(gate.reasons),
+        "measurements": {k: round(float(v), 4) for k, v in gate.measurements.items()},
+    }
+
+
+def patient_json(patient: Patient) -> dict[str, Any]:
+    """Patient block (goes to the client that sent it; never to logs)."""
+    return {
+        "name": patient.name,
+        "age": patient.age,
+        "sex": patient.sex,
+        "birth_date": patient.birth_date,
+        "identifier": patient.identifier,
+    }
+
+
+def source_json(source: SourceImage) -> dict[str, Any]:
+    """Source image description."""
+    body: dict[str, Any] = {
+        "media_type": source.media_type,
+        "sha256": source.sha256,
+        "width": source.width,
+        "height": source.height,
+    }
+    if source.dicom:
+        body["dicom"] = dict(source.dicom)
+    if source.fhir_reference:
+        body["fhir_reference"] = source.fhir_reference
+    return body
+
+
+def report_json(report: Report) -> dict[str, Any]:
+    """The full structured report (`report.completed` payload and GET /api/v1/reports/{id})."""
+    return {
+        "case_id": report.case_id,
+        "language": report.language,
+        "created_at": report.created_at,
+        "patient": patient_json(report.patient),
+        "history": report.history,
+        "source": source_json(report.source),
+        "gate": gate_json(report.gate),
+        "classification": classification_json(report.classification),
+        "summary": report.summary,
+        "sections": dict(report.sections),
+        "narrative": report.narrative,
+        "narrator": {**report.narrator.as_dict(), "without_llm": report.generated_without_llm},
+        "urgent_referral": report.urgent_referral,
+        "notices": list(report.notices),
+    }
