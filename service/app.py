@@ -13,6 +13,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import __version__
+from service.api.fhir import FhirController
 from service.api.health import health, ready
 from service.api.problems import EXCEPTION_HANDLERS
 from service.api.rest import RestController
@@ -79,7 +80,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             await app.state.services.jobs.shutdown()
 
     return Litestar(
-        route_handlers=[health, ready, RestController],
+        route_handlers=[health, ready, RestController, FhirController],
         state=state,
         on_startup=[on_startup],
         on_shutdown=[on_shutdown],

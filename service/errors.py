@@ -134,3 +134,18 @@ class UnsupportedSopClass(InvalidDicom):
     """A SOP class that is not a single-frame photograph (SR, CT, whole-slide, …)."""
 
     code, title = "unsupported-sop-class", "The DICOM SOP class is not supported"
+
+
+def error_from_problem(body: dict[str, Any]) -> ServiceError:
+    """Rebuild a ServiceError from a problem+json body (e.g. a run's `error` event), so any
+    door can render it in its own format (OperationOutcome, DICOMweb failure reason)."""
+    kind = type(
+        "ProblemError",
+        (ServiceError,),
+        {
+            "status": int(body.get("status", 500)),
+            "code": str(body.get("code", "internal-error")),
+            "title": str(body.get("title", "Request failed")),
+        },
+    )
+    return kind(str(body.get("detail", "")))

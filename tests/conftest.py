@@ -15,6 +15,12 @@ IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
 @pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    """Async tests (marked `anyio`) run on asyncio, like the service."""
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
 def settings() -> Settings:
     """Default settings (tests that need other values build their own)."""
     return Settings()

@@ -13,7 +13,12 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from service.errors import EmptyBody, ImageTooLarge, ImageTooSmall, InvalidImage
 
 #: Formats the service decodes, by Pillow format name → media type.
-ACCEPTED_FORMATS: dict[str, str] = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
+ACCEPTED_FORMATS: dict[str, str] = {
+    "JPEG": "image/jpeg",
+    "PNG": "image/png",
+    "WEBP": "image/webp",
+    "GIF": "image/gif",  # FHIR examples carry inline GIFs; the first frame is used
+}
 IMAGE_MEDIA_TYPES = frozenset(ACCEPTED_FORMATS.values()) | {"image/jpg"}
 
 
@@ -54,7 +59,9 @@ def decode_image(data: bytes, limits: ImageLimits | None = None) -> DecodedImage
             probe = Image.open(io.BytesIO(data))
             fmt = probe.format or ""
             if fmt not in ACCEPTED_FORMATS:
-                raise InvalidImage(f"format {fmt or 'unknown'} is not accepted; use JPEG, PNG or WebP")
+                raise InvalidImage(
+                    f"format {fmt or 'unknown'} is not accepted; use JPEG, PNG, WebP or GIF"
+                )
             width, height = probe.size
             if width * height > limits.max_pixels:
                 raise ImageTooLarge(

@@ -24,6 +24,7 @@ from service.pipeline.case import ArtifactSink, CaseInput, Mode
 from service.pipeline.domain import Classification, GateOutcome, Report
 from service.pipeline.links import case_links
 from service.pipeline.narrators.base import NarrationRequest, Narrator, NarratorUnavailable
+from service.pipeline.narrators.knowledge import prompt_review_advised
 from service.pipeline.report_json import classification_json, gate_json, report_json
 
 log = get_logger(__name__)
@@ -79,13 +80,6 @@ class PipelineDeps:
 
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-
-
-def needs_urgent_referral(classification: Classification) -> bool:
-    """Carcinoma and any inconclusive result always carry an urgent in-person referral."""
-    if classification.status == "inconclusive":
-        return True
-    return classification.status == "ok" and classification.label == "Carcinoma"
 
 
 async def run_case(
@@ -164,7 +158,7 @@ async def run_case(
             narrative=narrative,
             narrator=narrator.info,
             generated_without_llm=narrator.without_llm,
-            urgent_referral=needs_urgent_referral(classification),
+            urgent_referral=prompt_review_advised(classification, gate),
             created_at=_now(),
             notices=tuple(notices),
         )
@@ -182,7 +176,7 @@ async def run_case(
         )
         sink.put("pdf", "application/pdf", pdf)
         sink.put("report", "application/json", _json_bytes(report_body))
-        links = case_links(case.case_id, has_dicom=bool(case.origin.get("dicom")))
+        links = case_links(case.case_id)
         yield ev.Event(
             ev.PDF_READY,
             {

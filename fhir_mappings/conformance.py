@@ -1,0 +1,128 @@
+"""CapabilityStatement and the `skin-diagnose` OperationDefinition (R4 4.0.1, JSON only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+OPERATION_CODE = "diagnose"
+OPERATION_ID = "skin-diagnose"
+_DATE = "2025-01-01"
+
+
+def operation_url(base_url: str) -> str:
+    """Canonical URL of the OperationDefinition on this server."""
+    return f"{base_url.rstrip('/')}/OperationDefinition/{OPERATION_ID}"
+
+
+def capability_statement(base_url: str, version: str) -> dict[str, Any]:
+    """What this server does: `$diagnose` on DiagnosticReport, read of DiagnosticReport and
+    Binary, async (`Prefer: respond-async`). JSON only: XML is not supported."""
+    return {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": _DATE,
+        "publisher": "skinscreen",
+        "kind": "instance",
+        "software": {"name": "skinscreen", "version": version},
+        "implementation": {
+            "description": "AI skin-condition screening (decision support, not a diagnosis)",
+            "url": base_url,
+        },
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "json"],
+        "rest": [
+            {
+                "mode": "server",
+                "documentation": "JSON only (application/fhir+json); XML is not supported and "
+                "is answered with 406/415. Send `Prefer: respond-async` to $diagnose for a 202 "
+                "with a Content-Location status URL.",
+                "resource": [
+                    {
+                        "type": "DiagnosticReport",
+                        "interaction": [{"code": "read"}],
+                        "operation": [_operation(base_url)],
+                    },
+                    {"type": "Binary", "interaction": [{"code": "read"}]},
+                    {"type": "OperationDefinition", "interaction": [{"code": "read"}]},
+                ],
+                "operation": [_operation(base_url)],
+            }
+        ],
+    }
+
+
+def _operation(base_url: str) -> dict[str, Any]:
+    return {"name": OPERATION_CODE, "definition": operation_url(base_url)}
+
+
+def operation_definition(base_url: str = "https://skinscreen.dev/fhir") -> dict[str, Any]:
+    """OperationDefinition for `DiagnosticReport/$diagnose`."""
+    return {
+        "resourceType": "OperationDefinition",
+        "id": OPERATION_ID,
+        "url": operation_url(base_url),
+        "name": "SkinDiagnose",
+        "title": "AI skin-condition screening of a photograph",
+        "status": "active",
+        "kind": "operation",
+        "date": _DATE,
+        "description": "Classifies a clinical skin photograph into six classes and returns a "
+        "DiagnosticReport (with PDF) or a transaction Bundle. The body may also be a Bundle "
+        "(e.g. a Synthea export) holding a Patient and a Media/DocumentReference/Binary image.",
+        "affectsState": False,
+        "code": OPERATION_CODE,
+        "resource": ["DiagnosticReport"],
+        "system": False,
+        "type": True,
+        "instance": False,
+        "parameter": [
+            _in(
+                "subject",
+                0,
+                "The patient: a Patient resource or a reference to one.",
+                type_="Reference",
+                target=["http://hl7.org/fhir/StructureDefinition/Patient"],
+            ),
+            _in(
+                "image",
+                1,
+                "The photograph: an Attachment (image/jpeg, image/png, image/webp; "
+                "data or a url on the configured FHIR server), or a Media / DocumentReference / "
+                "Binary resource.",
+                type_="Attachment",
+            ),
+            _in("language", 0, "Report language: ko, en or vi.", type_="code"),
+            _in("history", 0, "Free-text clinical history.", type_="string"),
+            _in(
+                "output",
+                0,
+                "report (a DiagnosticReport, default) or bundle (a transaction "
+                "Bundle ready to POST to an EHR).",
+                type_="code",
+            ),
+            {
+                "name": "return",
+                "use": "out",
+                "min": 1,
+                "max": "1",
+                "documentation": "DiagnosticReport or Bundle, per `output`.",
+                "type": "Resource",
+            },
+        ],
+    }
+
+
+def _in(
+    name: str, minimum: int, doc: str, *, type_: str, target: list[str] | None = None
+) -> dict[str, Any]:
+    parameter: dict[str, Any] = {
+        "name": name,
+        "use": "in",
+        "min": minimum,
+        "max": "1",
+        "documentation": doc,
+        "type": type_,
+    }
+    if target:
+        parameter["targetProfile"] = target
+    return parameter

@@ -1,0 +1,173 @@
+"""Builders of single R4 resources (JSON dicts) from domain objects. No ids, no Bundle logic."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from fhir_mappings import codes
+from service.pipeline.domain import CLASSES, ModelInfo, Report, SourceImage
+
+Json = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PdfDocument:
+    """The rendered PDF for DiagnosticReport.presentedForm and the Binary."""
+
+    data: bytes
+    title: str
+    language: str
+    #: When set (e.g. "Binary/<id>" or an absolute URL), presentedForm carries it instead of data.
+    url: str | None = None
+
+
+def verdict(report: Report) -> str:
+    """ok | inconclusive | rejected, the gate's rejection winning over the classifier."""
+    if report.gate.status == "rejected" or report.classification.status == "rejected":
+        return "rejected"
+    if "inconclusive" in (report.gate.status, report.classification.status):
+        return "inconclusive"
+    return "ok"
+
+
+def instant(value: str | dt.datetime) -> str:
+    """FHIR instant (seconds, explicit offset); naive values are taken as UTC."""
+    moment = dt.datetime.fromisoformat(value) if isinstance(value, str) else value
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def ai_meta() -> Json:
+    """meta with the AIAST security label (HL7 AI Transparency)."""
+    return {"security": [dict(codes.AIAST)]}
+
+
+def device(model: ModelInfo, kind_text: str) -> Json:
+    """Device for a model: name, version, identifier = its sha256."""
+    resource: Json = {
+        "resourceType": "Device",
+        "identifier": [{"system": f"{codes.PROJECT_SID}/model-sha256", "value": model.sha256}],
+        "status": "active",
+        "deviceName": [{"name": model.name, "type": "model-name"}],
+        "type": {"text": kind_text},
+        "version": [{"value": model.version}],
+    }
+    if not model.sha256:
+        del resource["identifier"]
+    return resource
+
+
+def finding_observation(
+    report: Report, *, subject: Json | None, media: str, device_ref: str, issued: str
+) -> Json:
+    """Top finding (calibrated probability, %) with the full distribution as components."""
+    probabilities = report.classification.probabilities
+    top = report.classification.label
+    code = codes.condition_concept(top)
+    code["text"] = f"{code['text']}: {codes.FINDING_CODE_TEXT}"
+    observation: Json = {
+        "resourceType": "Observation",
+        "meta": ai_meta(),
+        "status": "final" if verdict(report) == "ok" else "preliminary",
+        "category": [{"coding": [dict(codes.IMAGING_CATEGORY)]}],
+        "code": code,
+        "effectiveDateTime": instant(report.created_at),
+        "issued": issued,
+        "valueQuantity": _percent(probabilities[top]),
+        "method": {"text": "AI classification of a clinical photograph (calibrated)"},
+        "device": {"reference": device_ref},
+        "derivedFrom": [{"reference": media}],
+        "component": [
+            {
+                "code": codes.condition_concept(label),
+                "valueQuantity": _percent(probabilities[label]),
+            }
+            for label in CLASSES
+            if label in probabilities
+        ],
+    }
+    if subject:
+        observation["subject"] = subject
+    return observation
+
+
+def _percent(probability: float) -> Json:
+    return {"value": round(100.0 * probability, 2), "unit": "%", "system": codes.UCUM, "code": "%"}
+
+
+def media(
+    source: SourceImage, *, subject: Json | None, url: str | None, data: bytes | None
+) -> Json:
+    """Media for the analysed photo (content by url or inline data)."""
+    content: Json = {"contentType": source.media_type}
+    if data is not None:
+        content.update(
+            data=base64.b64encode(data).decode("ascii"), size=len(data), hash=sha1_base64(data)
+        )
+    elif url:
+        content["url"] = url
+    resource: Json = {
+        "resourceType": "Media",
+        "identifier": [{"system": f"{codes.PROJECT_SID}/image-sha256", "value": source.sha256}],
+        "status": "completed",
+        "type": {"coding": [dict(codes.MEDIA_TYPE_IMAGE)]},
+        "width": source.width,
+        "height": source.height,
+        "content": content,
+    }
+    if subject:
+        resource["subject"] = subject
+    return resource
+
+
+def sha1_base64(data: bytes) -> str:
+    """Attachment.hash: base64 of the SHA-1 digest."""
+    return base64.b64encode(hashlib.sha1(data).digest()).decode("ascii")
+
+
+def pdf_attachment(pdf: PdfDocument, creation: str) -> Json:
+    """presentedForm entry for the PDF."""
+    attachment: Json = {
+        "contentType": "application/pdf",
+        "language": pdf.language,
+        "title": pdf.title,
+        "size": len(pdf.data),
+        "hash": sha1_base64(pdf.data),
+        "creation": creation,
+    }
+    if pdf.url:
+        attachment["url"] = pdf.url
+    else:
+        attachment["data"] = base64.b64encode(pdf.data).decode("ascii")
+    return attachment
+
+
+def binary(pdf: PdfDocument) -> Json:
+    """Binary holding the PDF."""
+    return {
+        "resourceType": "Binary",
+        "contentType": "application/pdf",
+        "data": base64.b64encode(pdf.data).decode("ascii"),
+    }
+
+
+def provenance(*, targets: list[str], agents: list[str], source: str | None, recorded: str) -> Json:
+    """Provenance: the Devices created the targets, from the source image."""
+    resource: Json = {
+        "resourceType": "Provenance",
+        "target": [{"reference": target} for target in targets],
+        "recorded": recorded,
+        "activity": {"coding": [dict(codes.ACTIVITY_CREATE)]},
+        "agent": [
+            {"type": {"coding": [dict(codes.PARTICIPATION_DEVICE)]}, "who": {"reference": agent}}
+            for agent in agents
+        ],
+    }
+    if source:
+        resource["entity"] = [{"role": "source", "what": {"reference": source}}]
+    return resource

@@ -1,0 +1,181 @@
+"""Outbound builders: DiagnosticReport (self-contained) and transaction Bundle."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fhir_mappings import codes
+from fhir_mappings.inbound import SubjectRef
+from fhir_mappings.outbound import PdfDocument, diagnostic_report, transaction_bundle
+from service.pipeline.domain import (
+    Classification,
+    GateOutcome,
+    ModelInfo,
+    Patient,
+    Report,
+    SourceImage,
+    Status,
+)
+from tests.unit.test_fhir_validation import assert_valid_r4
+
+PDF = PdfDocument(data=b"%PDF-1.7\n% test pdf body\n%%EOF\n", title="Skin report", language="en")
+PROBABILITIES = {
+    "Acne": 0.71,
+    "Carcinoma": 0.04,
+    "Eczema": 0.1,
+    "Keratosis": 0.05,
+    "Milia": 0.02,
+    "Rosacea": 0.08,
+}
+
+
+def make_report(status: Status = "ok", fhir_reference: str | None = None) -> Report:
+    model = ModelInfo(name="skinscreen-yolov8n-cls", version="1.0.0", sha256="ab" * 32)
+    narrator = ModelInfo(name="knowledge", version="1", sha256="", kind="narrator")
+    gate = (
+        GateOutcome(status="rejected", reasons=("not_skin",))
+        if status == "rejected"
+        else GateOutcome(status="ok")
+    )
+    return Report(
+        case_id="case-123",
+        language="en",
+        patient=Patient(name="Test"),
+        history=None,
+        source=SourceImage(
+            media_type="image/jpeg",
+            sha256="cd" * 32,
+            width=320,
+            height=240,
+            fhir_reference=fhir_reference,
+        ),
+        classification=Classification(
+            PROBABILITIES, model, status="inconclusive" if status == "inconclusive" else "ok"
+        ),
+        gate=gate,
+        summary="s",
+        sections={},
+        narrative="n",
+        narrator=narrator,
+        generated_without_llm=True,
+        urgent_referral=False,
+        created_at="2025-03-01T10:00:00+00:00",
+    )
+
+
+def _contained(report: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    return [c for c in report.get("contained", []) if c["resourceType"] == kind]
+
+
+def test_final_report_is_complete_and_valid(shared_dir: Path) -> None:
+    subject = SubjectRef("Patient/example")
+    report = diagnostic_report(
+        make_report(), conclusion="Likely acne.", pdf=PDF, subject=subject, report_id="r1"
+    )
+    assert_valid_r4(report, shared_dir)
+    assert report["status"] == "final"
+    assert report["subject"] == {"reference": "Patient/example"}
+    assert report["meta"]["security"][0]["code"] == "AIAST"
+    assert report["conclusion"] == "Likely acne."
+    assert report["conclusionCode"] == [codes.condition_concept("Acne")]
+    form = report["presentedForm"][0]
+    assert form["contentType"] == "application/pdf"
+    assert form["size"] == len(PDF.data)
+    assert form["hash"] == base64.b64encode(hashlib.sha1(PDF.data).digest()).decode()
+    assert base64.b64decode(form["data"]) == PDF.data
+    (finding,) = _contained(report, "Observation")
+    assert finding["valueQuantity"] == {
+        "value": 71.0,
+        "unit": "%",
+        "system": codes.UCUM,
+        "code": "%",
+    }
+    assert len(finding["component"]) == 6
+    assert finding["device"] == {"reference": "#classifier"}
+    assert finding["derivedFrom"] == [{"reference": "#image"}]
+    assert report["media"][0]["link"] == {"reference": "#image"}
+    devices = {d["id"]: d for d in _contained(report, "Device")}
+    assert devices["classifier"]["identifier"][0]["value"] == "ab" * 32
+    assert devices["classifier"]["version"] == [{"value": "1.0.0"}]
+    (provenance,) = _contained(report, "Provenance")
+    assert [a["who"]["reference"] for a in provenance["agent"]] == ["#classifier", "#narrator"]
+
+
+def test_server_media_is_linked_and_pdf_url_used(shared_dir: Path) -> None:
+    pdf = PdfDocument(PDF.data, "Báo cáo", "vi", url="Binary/pdf-1")
+    report = diagnostic_report(make_report(fhir_reference="Media/example"), conclusion="x", pdf=pdf)
+    assert_valid_r4(report, shared_dir)
+    assert report["media"][0]["link"] == {"reference": "Media/example"}
+    assert not _contained(report, "Media")
+    assert report["presentedForm"][0]["url"] == "Binary/pdf-1"
+    assert "data" not in report["presentedForm"][0]
+    assert "subject" not in report
+
+
+@pytest.mark.parametrize(
+    ("status", "fhir_status", "results"),
+    [("inconclusive", "preliminary", 1), ("rejected", "final", 0)],
+)
+def test_inconclusive_and_rejected(
+    status: Status, fhir_status: str, results: int, shared_dir: Path
+) -> None:
+    report = diagnostic_report(make_report(status), conclusion="Image not assessable.", pdf=PDF)
+    assert_valid_r4(report, shared_dir)
+    assert report["status"] == fhir_status
+    assert "conclusionCode" not in report
+    assert len(report.get("result", [])) == results
+    assert len(_contained(report, "Observation")) == results
+
+
+def test_transaction_bundle_references_server_patient(shared_dir: Path) -> None:
+    bundle = transaction_bundle(
+        make_report(),
+        conclusion="x",
+        pdf=PDF,
+        subject=SubjectRef("Patient/example"),
+        image=b"\xff\xd8jpeg",
+    )
+    assert_valid_r4(bundle, shared_dir)
+    kinds = [e["resource"]["resourceType"] for e in bundle["entry"]]
+    assert sorted(kinds) == [
+        "Binary",
+        "Device",
+        "Device",
+        "DiagnosticReport",
+        "Media",
+        "Observation",
+        "Provenance",
+    ]
+    assert all(
+        e["request"]["method"] == "POST" and e["fullUrl"].startswith("urn:uuid:")
+        for e in bundle["entry"]
+    )
+    by_type = {e["resource"]["resourceType"]: e for e in bundle["entry"]}
+    report = by_type["DiagnosticReport"]["resource"]
+    assert report["subject"] == {"reference": "Patient/example"}
+    assert report["result"] == [{"reference": by_type["Observation"]["fullUrl"]}]
+    assert report["media"][0]["link"] == {"reference": by_type["Media"]["fullUrl"]}
+    media = by_type["Media"]["resource"]
+    assert base64.b64decode(media["content"]["data"]) == b"\xff\xd8jpeg"
+    targets = {t["reference"] for t in by_type["Provenance"]["resource"]["target"]}
+    assert by_type["DiagnosticReport"]["fullUrl"] in targets
+
+
+def test_transaction_bundle_includes_unsaved_patient(shared_dir: Path) -> None:
+    patient = {
+        "resourceType": "Patient",
+        "identifier": [{"system": "urn:x", "value": "7"}],
+        "gender": "female",
+    }
+    subject = SubjectRef("urn:uuid:3d3d63e8-17e8-4f0c-b1a3-b24be51df9af", patient)
+    bundle = transaction_bundle(make_report("rejected"), conclusion="x", pdf=PDF, subject=subject)
+    assert_valid_r4(bundle, shared_dir)
+    (entry,) = [e for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient"]
+    assert entry["fullUrl"] == subject.reference
+    assert entry["request"]["ifNoneExist"] == "identifier=urn:x|7"
+    assert not [e for e in bundle["entry"] if e["resource"]["resourceType"] == "Observation"]
