@@ -148,4 +148,5 @@ def error_from_problem(body: dict[str, Any]) -> ServiceError:
             "title": str(body.get("title", "Request failed")),
         },
     )
-    return kind(str(body.get("detail", "")))
+    error: ServiceError = kind(str(body.get("detail", "")))
+    return error

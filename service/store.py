@@ -134,6 +134,16 @@ class Store:
             return None
         return JobRecord(*row[:5], meta=json.loads(row[5]))
 
+    def find_job(self, kind: str, key: str, value: str) -> JobRecord | None:
+        """The newest job of `kind` whose meta[key] equals value (e.g. a SOP Instance UID)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT id FROM jobs WHERE kind=? AND json_extract(meta, ?)=? "
+                "ORDER BY created DESC LIMIT 1",
+                (kind, f"$.{key}", value),
+            ).fetchone()
+        return None if row is None else self.get_job(str(row[0]))
+
     def append_event(self, job_id: str, name: str, data: dict[str, Any]) -> int:
         """Persist an event; returns its sequence number (1, 2, …)."""
         with self._lock:
