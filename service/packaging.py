@@ -31,7 +31,7 @@ def _json(body: dict[str, Any]) -> bytes:
 
 def report_title(report: Report) -> str:
     """The localized document title used in the PDF, FHIR and DICOM."""
-    return gettext(report.language, "Skin photo screening report")
+    return gettext(report.language, "Skin screening report")
 
 
 def subject_of(case: CaseInput) -> SubjectRef | None:

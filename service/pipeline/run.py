@@ -129,8 +129,7 @@ async def run_case(
         except NarratorUnavailable as exc:
             log.warning("narrator_unavailable", case_id=case.case_id, narrator=narrator.info.name)
             discarded = bool(parts)
-            notice = f"language model unavailable ({exc.__class__.__name__}); knowledge base used"
-            notices.append(notice)
+            notices.append("narrator_fallback")  # a code: the PDF and page localize it
             yield ev.Event(
                 ev.NARRATOR_FALLBACK,
                 {

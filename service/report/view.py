@@ -1,0 +1,96 @@
+"""Turn a `Report` into the display values the report template needs (all localized)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from babel.support import Translations
+
+from service.pipeline.domain import CLASSES, REPORT_SECTIONS, ModelInfo, Report, Status
+from service.report.i18n import format_datetime_local
+from service.report.labels import (
+    CLASS_LABELS,
+    NOTICE_LABELS,
+    REASON_LABELS,
+    SECTION_LABELS,
+    SEX_LABELS,
+    STATUS_LABELS,
+)
+from service.report.markup import render_markdownish
+
+MISSING = "—"
+_SEVERITY: dict[Status, int] = {"ok": 0, "inconclusive": 1, "rejected": 2}
+#: DICOM identifiers shown in the PDF: label and the normalized keys they may arrive under.
+_DICOM_UIDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Study Instance UID", ("studyinstanceuid", "studyuid", "study")),
+    ("Series Instance UID", ("seriesinstanceuid", "seriesuid", "series")),
+    ("SOP Instance UID", ("sopinstanceuid", "sopuid", "sop")),
+)
+
+
+def _model(info: ModelInfo) -> dict[str, str]:
+    return {"name": info.name, "version": info.version, "sha256": info.sha256[:12] or MISSING}
+
+
+def _dicom_uids(dicom: dict[str, str]) -> list[tuple[str, str]]:
+    normalized = {re.sub(r"[^a-z]", "", key.lower()): value for key, value in dicom.items()}
+    found = []
+    for label, keys in _DICOM_UIDS:
+        value = next((normalized[key] for key in keys if normalized.get(key)), None)
+        if value:
+            found.append((label, value))
+    return found
+
+
+def report_context(report: Report, t: Translations) -> dict[str, Any]:
+    """Everything `report.html` renders, except the images."""
+    _ = t.gettext
+    probabilities = report.classification.probabilities
+    top = report.classification.label
+    rows = [
+        {
+            "label": _(CLASS_LABELS.get(code, code)),
+            "probability": probabilities.get(code, 0.0),
+            "width": f"{max(0.0, min(1.0, probabilities.get(code, 0.0))) * 100:.1f}",
+            "top": code == top,
+        }
+        for code in sorted(CLASSES, key=lambda c: -probabilities.get(c, 0.0))
+    ]
+    status = max(report.gate.status, report.classification.status, key=_SEVERITY.__getitem__)
+    reason_codes = dict.fromkeys(report.gate.reasons + report.classification.reasons)
+    patient = report.patient
+    return {
+        "report": report,
+        "created": format_datetime_local(report.created_at, report.language),
+        "patient": {
+            "name": patient.name or MISSING,
+            "age": patient.age,
+            "sex": _(SEX_LABELS[patient.sex]) if patient.sex else MISSING,
+            "history": report.history or MISSING,
+        },
+        "source": {
+            "width": report.source.width,
+            "height": report.source.height,
+            "media_type": report.source.media_type,
+            "sha256": report.source.sha256[:16] or MISSING,
+            "dicom": _dicom_uids(report.source.dicom),
+        },
+        "rows": rows,
+        "gate": {
+            "status": status,
+            "label": _(STATUS_LABELS[status]),
+            "reasons": [_(REASON_LABELS[c]) if c in REASON_LABELS else c for c in reason_codes],
+        },
+        "summary_html": render_markdownish(report.summary),
+        "sections": [
+            {"title": _(SECTION_LABELS[key]), "html": render_markdownish(report.sections[key])}
+            for key in REPORT_SECTIONS
+            if report.sections.get(key, "").strip()
+        ],
+        "notices": [_(NOTICE_LABELS[n]) if n in NOTICE_LABELS else n for n in report.notices],
+        "models": [
+            (_("Classifier"), _model(report.classification.model)),
+            (_("Report writer"), _model(report.narrator)),
+        ],
+    }
