@@ -62,6 +62,19 @@ class Settings(BaseSettings):
     openai_connect_timeout_s: float = 5.0
     openai_retries: int = 2
     openai_max_tokens: int = 768
+    # MedGemma / OpenAI narrator tuning (issue 4, part 2b).
+    medgemma_dtype: Literal["auto", "bfloat16", "float32"] = Field(
+        default="auto", description="Unquantized weights' dtype; `auto` is bfloat16."
+    )
+    medgemma_quantization: Literal["auto", "4bit", "none"] = Field(
+        default="auto", description="`auto`: bitsandbytes 4-bit NF4 on CUDA, none on CPU."
+    )
+    medgemma_preload: bool = Field(
+        default=False, description="Load the model at start-up instead of on the first run."
+    )
+    openai_send_image: bool = Field(
+        default=True, description="Send the photo to the server (off for text-only models)."
+    )
 
     # --- reports, jobs, storage -----------------------------------------------------------------
     templates_dir: Path = REPO_ROOT / "templates"
