@@ -13,10 +13,12 @@ from litestar.openapi import OpenAPIConfig
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import __version__
+from service.api.dicomweb import DicomWebController
 from service.api.fhir import FhirController
 from service.api.health import health, ready
 from service.api.problems import EXCEPTION_HANDLERS
 from service.api.rest import RestController
+from service.api.web import index_page, static_router
 from service.bootstrap import Services, build_services
 from service.logging import configure_logging, get_logger
 from service.settings import Settings, get_settings
@@ -80,7 +82,14 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             await app.state.services.jobs.shutdown()
 
     return Litestar(
-        route_handlers=[health, ready, RestController, FhirController],
+        route_handlers=[
+            health,
+            ready,
+            RestController,
+            FhirController,
+            index_page,
+            static_router(settings.templates_dir),
+        ],
         state=state,
         on_startup=[on_startup],
         on_shutdown=[on_shutdown],
