@@ -87,6 +87,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             ready,
             RestController,
             FhirController,
+            DicomWebController,
             index_page,
             static_router(settings.templates_dir),
         ],

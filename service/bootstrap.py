@@ -12,7 +12,7 @@ from service.logging import get_logger
 from service.pipeline.backends import load_classifier, resolve_backend
 from service.pipeline.classifier import Classifier
 from service.pipeline.domain import Classification, GateOutcome
-from service.pipeline.gate import GateConfig
+from service.pipeline.gate_config import GateConfig
 from service.pipeline.heatmap import explain
 from service.pipeline.narrators.base import Narrator
 from service.pipeline.narrators.factory import build_narrator, knowledge_fallback
@@ -60,7 +60,7 @@ def build_services(settings: Settings, packagers: list[OutputPackager] | None = 
     classifier = load_classifier(settings, backend)
     screener = Screener(
         classifier,
-        GateConfig.load(settings.models_dir, backend),
+        GateConfig.load(settings.models_dir),
         settings.inconclusive_below,
         settings.inconclusive_margin,
     )

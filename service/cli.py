@@ -122,6 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script and `python -m service`."""
     args = build_parser().parse_args(argv)
+    from service.logging import configure_logging  # noqa: PLC0415
+    from service.settings import get_settings  # noqa: PLC0415
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)  # logs → stderr, results → stdout
     result: int = args.func(args)
     return result
 

@@ -15,7 +15,7 @@ from service.evaluation.dataset import find_manifest, list_labelled_images
 from service.evaluation.metrics import classification_metrics, group_metrics
 from service.intake.images import ImageLimits, decode_image, load_rgb
 from service.pipeline.backends import available_backends, load_classifier, resolve_backend
-from service.pipeline.gate import GateConfig
+from service.pipeline.gate_config import GateConfig
 from service.pipeline.report_json import classification_json
 from service.pipeline.screening import Screener
 from service.settings import Settings
@@ -25,7 +25,7 @@ def make_screener(settings: Settings, backend: str) -> Screener:
     """The same gate + classifier the service uses."""
     return Screener(
         load_classifier(settings, backend),
-        GateConfig.load(settings.models_dir, backend),
+        GateConfig.load(settings.models_dir),
         settings.inconclusive_below,
         settings.inconclusive_margin,
     )

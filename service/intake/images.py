@@ -71,8 +71,13 @@ def decode_image(data: bytes, limits: ImageLimits | None = None) -> DecodedImage
             probe.load()
             upright = ImageOps.exif_transpose(probe)
             rgb = _to_rgb(upright)
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise InvalidImage("the body is not a decodable JPEG, PNG or WebP image") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageTooLarge(
+            f"image dimensions exceed the limit of {limits.max_pixels} pixels",
+            limit_pixels=limits.max_pixels,
+        ) from None
+    except UnidentifiedImageError:
+        raise InvalidImage("the body is not a decodable JPEG, PNG, WebP or GIF image") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise InvalidImage("the image data is corrupt or truncated") from exc
     check_min_side(rgb, limits)

@@ -26,7 +26,9 @@ def available_backends(settings: Settings) -> list[str]:
 def val_macro_f1(settings: Settings, backend: str) -> float:
     """The val macro-F1 recorded for a backend (its card, or the ensemble card)."""
     path = (
-        settings.models_dir / ENSEMBLE_CARD if backend == "ensemble" else card_path(settings, backend)
+        settings.models_dir / ENSEMBLE_CARD
+        if backend == "ensemble"
+        else card_path(settings, backend)
     )
     if not path.is_file():
         return -1.0

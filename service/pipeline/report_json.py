@@ -9,7 +9,10 @@ from service.pipeline.domain import Classification, GateOutcome, Patient, Report
 
 def classification_json(classification: Classification) -> dict[str, Any]:
     """The REST/CLI classification contract; rejected images carry no probabilities."""
-    body: dict[str, Any] = {"status": classification.status, "reasons": list(classification.reasons)}
+    body: dict[str, Any] = {
+        "status": classification.status,
+        "reasons": list(classification.reasons),
+    }
     if classification.status != "rejected":
         body.update(
             label=classification.label,
