@@ -7,33 +7,40 @@ No assertions: these machines are shared and noisy.
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from service.intake.images import decode_image  # noqa: E402
+from service.cli_commands import make_screener  # noqa: E402
+from service.intake.images import decode_image, load_rgb  # noqa: E402
 from service.pipeline.backends import available_backends, card_path  # noqa: E402
 from service.settings import Settings  # noqa: E402
-from service.cli_commands import make_screener  # noqa: E402
 from tests.integration.conftest import start_server, stop_server  # noqa: E402
 
+T = TypeVar("T")
 
-def median_ms(fn, n: int) -> float:  # type: ignore[no-untyped-def]
-    """Median wall time of fn() in ms after 5 warm-up calls."""
+
+def median_ms(fn: Callable[[T], object], items: Sequence[T], n: int) -> float:
+    """Median wall time of fn(item) in ms over n calls cycling through items (5 warm-ups)."""
+    cycle = itertools.cycle(items)
     for _ in range(5):
-        fn()
+        fn(next(cycle))
     samples = []
     for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - t0) * 1000)
+        item = next(cycle)
+        started = time.perf_counter()
+        fn(item)
+        samples.append((time.perf_counter() - started) * 1000)
     return statistics.median(samples)
 
 
@@ -42,41 +49,43 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=50)
     args = parser.parse_args()
     settings = Settings()
-    val = settings.shared_dir / "data" / "skin6" / "val"
-    paths = sorted(val.glob("*/*.jpg"))[:: max(1, len(sorted(val.glob('*/*.jpg'))) // 20)][:20]
+    every = sorted((settings.shared_dir / "data" / "skin6" / "val").glob("*/*.jpg"))
+    paths = every[:: max(1, len(every) // 20)][:20]
     blobs = [p.read_bytes() for p in paths]
-    print(f"images: {len(blobs)} skin6 val photos, n={args.n} per measurement")
+    images = [load_rgb(p) for p in paths]
+    print(f"images: {len(blobs)} skin6 val photos, n={args.n} per measurement, batch 1")
 
-    results: dict[str, float] = {}
+    in_process: dict[str, float] = {}
     for backend in available_backends(settings):
         screener = make_screener(settings, backend)
-        i = iter(range(10**9))
-
-        def classify_once() -> None:
-            blob = blobs[next(i) % len(blobs)]
-            screener.screen(decode_image(blob).rgb)
-
-        results[backend] = median_ms(classify_once, args.n)
-        print(f"in-process decode+gate+classify [{backend}]: p50 {results[backend]:.2f} ms")
+        model_only = median_ms(
+            lambda im, s=screener: s.classifier.probabilities([im]), images, args.n
+        )
+        full = median_ms(lambda b, s=screener: s.screen(decode_image(b).rgb), blobs, args.n)
+        in_process[backend] = full
+        print(
+            f"[{backend:8}] classify (preprocess + ONNX) p50 {model_only:6.2f} ms | "
+            f"decode + gate + classify p50 {full:6.2f} ms"
+        )
 
     with tempfile.TemporaryDirectory() as tmp:
         server = start_server(Path(tmp))
         try:
             with httpx.Client(base_url=server.url) as client:
-                j = iter(range(10**9))
-
-                def http_once() -> None:
-                    blob = blobs[next(j) % len(blobs)]
-                    r = client.post("/api/v1/classify", content=blob,
-                                    headers={"content-type": "image/jpeg"})
-                    r.raise_for_status()
-
-                http = median_ms(http_once, args.n)
                 backend = client.get("/ready").json()["classifier"]["backend"]
+
+                def post(blob: bytes) -> None:
+                    client.post(
+                        "/api/v1/classify", content=blob, headers={"content-type": "image/jpeg"}
+                    ).raise_for_status()
+
+                http = median_ms(post, blobs, args.n)
         finally:
             stop_server(server)
-    print(f"HTTP loopback classify [{backend}]: p50 {http:.2f} ms; "
-          f"ratio HTTP / in-process = {http / results[backend]:.2f}")
+    print(
+        f"[{backend:8}] HTTP loopback classify p50 {http:6.2f} ms; "
+        f"ratio HTTP / in-process = {http / in_process[backend]:.2f}"
+    )
 
     try:
         from service.training.offline import prepare_offline_ultralytics
@@ -86,14 +95,13 @@ def main() -> None:
             from ultralytics import YOLO
 
             model = YOLO(str(card_path(settings, "yolo").with_suffix(".pt")), task="classify")
-            k = iter(range(10**9))
-
-            def ultra_once() -> None:
-                model.predict(str(paths[next(k) % len(paths)]), imgsz=224, verbose=False)
-
-            ultra = median_ms(ultra_once, args.n)
-        print(f"Ultralytics predict (torch, from file) [yolo]: p50 {ultra:.2f} ms; "
-              f"ratio ONNX path / Ultralytics = {results['yolo'] / ultra:.2f}")
+            ultra = median_ms(
+                lambda p: model.predict(str(p), imgsz=224, verbose=False), paths, args.n
+            )
+        print(
+            f"[yolo    ] Ultralytics predict (torch, from file) p50 {ultra:6.2f} ms; "
+            f"ratio ONNX path / Ultralytics = {in_process['yolo'] / ultra:.2f}"
+        )
     except ImportError:
         print("Ultralytics not installed (train extra): skipped the predict comparison")
 

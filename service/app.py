@@ -10,6 +10,7 @@ import structlog
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
+from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import __version__
@@ -30,7 +31,7 @@ def request_context_middleware(app: ASGIApp) -> ASGIApp:
     """Bind a request id (X-Request-ID in, or a new one) and log method, path, status, timing."""
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])

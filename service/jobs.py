@@ -8,6 +8,7 @@ cancel the job — only `cancel()` (DELETE) does, and it stops generation prompt
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -41,7 +42,11 @@ class JobManager:
         self._changed: dict[str, asyncio.Condition] = {}
 
     def start(
-        self, case: CaseInput, *, kind: str = "diagnose", mode: Mode = "diagnose",
+        self,
+        case: CaseInput,
+        *,
+        kind: str = "diagnose",
+        mode: Mode = "diagnose",
         meta: dict[str, Any] | None = None,
     ) -> str:
         """Register the job and start its run in the background; returns the job id."""
@@ -50,8 +55,12 @@ class JobManager:
         self._changed[case.case_id] = asyncio.Condition()
         task = asyncio.create_task(self._run(case, mode), name=f"job-{case.case_id}")
         self._tasks[case.case_id] = task
-        task.add_done_callback(lambda _t, job_id=case.case_id: self._tasks.pop(job_id, None))
+        task.add_done_callback(self._forget)
         return case.case_id
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        """Drop a finished task (its name carries the job id)."""
+        self._tasks.pop(task.get_name().removeprefix("job-"), None)
 
     async def _run(self, case: CaseInput, mode: Mode) -> None:
         job_id = case.case_id
@@ -138,10 +147,8 @@ class JobManager:
         if task is None:
             return False
         task.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await task
-        except asyncio.CancelledError:
-            pass
         return True
 
     async def shutdown(self) -> None:

@@ -81,7 +81,9 @@ class Settings(BaseSettings):
     translations_dir: Path = REPO_ROOT / "translations"
     default_language: Literal["ko", "en", "vi"] = "en"
     data_dir: Path = REPO_ROOT / "var"
-    store_path: Path | None = Field(default=None, description="SQLite file (default data_dir/skinscreen.db).")
+    store_path: Path | None = Field(
+        default=None, description="SQLite file (default data_dir/skinscreen.db)."
+    )
     job_retention_hours: int = 72
     max_jobs_stored: int = 2000
     sse_keepalive_s: float = 15.0
@@ -93,7 +95,7 @@ class Settings(BaseSettings):
     fhir_fetch_timeout_s: float = 10.0
     fhir_write_back: bool = False
 
-    # --- reference data (tests, evaluation) ---------------------------------------------------------
+    # --- reference data (tests, evaluation) ------------------------------------------------
     shared_dir: Path = REPO_ROOT.parent / "shared"
 
     @property

@@ -132,7 +132,8 @@ class Store:
             ).fetchone()
         if row is None:
             return None
-        return JobRecord(*row[:5], meta=json.loads(row[5]))
+        job_id_, kind, status, created, updated, meta = row
+        return JobRecord(job_id_, kind, status, created, updated, json.loads(meta))
 
     def find_job(self, kind: str, key: str, value: str) -> JobRecord | None:
         """The newest job of `kind` whose meta[key] equals value (e.g. a SOP Instance UID)."""
@@ -190,7 +191,8 @@ class Store:
         with self._lock:
             before = self._db.total_changes
             self._db.execute(
-                "DELETE FROM jobs WHERE created < ? AND status IN ('completed','failed','cancelled')",
+                "DELETE FROM jobs WHERE created < ? "
+                "AND status IN ('completed','failed','cancelled')",
                 (cutoff,),
             )
             self._db.execute(

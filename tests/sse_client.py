@@ -29,9 +29,7 @@ def iter_sse(response: httpx.Response) -> Iterator[SseEvent | str]:
             if data:
                 yield SseEvent(event_id, name, json.loads("\n".join(data)))
             event_id, name, data = None, "message", []
-        elif line.startswith(":"):
-            yield line
-        elif line.startswith("retry:"):
+        elif line.startswith(":") or line.startswith("retry:"):
             yield line
         else:
             field, _, value = line.partition(":")

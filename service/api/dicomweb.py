@@ -65,13 +65,13 @@ def failed(error: ServiceError, raw: bytes) -> StoreOutcome:
     """A FailedSOPSequence entry; the UIDs are read from the header when possible."""
     sop_class, sop_instance = "", ""
     try:
-        from pydicom import dcmread  # noqa: PLC0415
-        from pydicom.filebase import DicomBytesIO  # noqa: PLC0415
+        from pydicom import dcmread
+        from pydicom.filebase import DicomBytesIO
 
         header = dcmread(DicomBytesIO(raw), stop_before_pixels=True, force=False)
         sop_class = str(header.get("SOPClassUID", ""))
         sop_instance = str(header.get("SOPInstanceUID", ""))
-    except Exception:  # noqa: BLE001 - not readable as DICOM: report the failure without UIDs
+    except Exception:
         pass
     return StoreOutcome(sop_class, sop_instance, failure_reason=failure_reason(error))
 
@@ -95,10 +95,13 @@ class DicomWebController(Controller):
     async def _store(self, request: Request[Any, Any, Any], study: str | None) -> Response[Any]:
         services = services_of(request)
         settings = services.settings
-        parts = parse_multipart_related(request.headers.get("content-type", ""), await request.body())
+        parts = parse_multipart_related(
+            request.headers.get("content-type", ""), await request.body()
+        )
         limits = ImageLimits(settings.max_image_pixels, settings.min_image_side)
-        language = negotiate_language(request.headers.get("accept-language"),
-                                      settings.default_language)
+        language = negotiate_language(
+            request.headers.get("accept-language"), settings.default_language
+        )
         outcomes: list[StoreOutcome] = []
         studies: list[str] = []
         for part in parts:
@@ -124,8 +127,9 @@ class DicomWebController(Controller):
         headers = {}
         if link := link_header(outcomes):
             headers["Link"] = link
-        return Response(body, status_code=store_status(outcomes), media_type=DICOM_JSON,
-                        headers=headers)
+        return Response(
+            body, status_code=store_status(outcomes), media_type=DICOM_JSON, headers=headers
+        )
 
     @get("/studies/{study:str}/series/{series:str}/instances/{instance:str}")
     async def retrieve(

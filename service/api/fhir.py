@@ -105,7 +105,9 @@ def check_content_type(request: Request[Any, Any, Any]) -> None:
         )
 
 
-async def case_from_fhir(request: Request[Any, Any, Any], services: Services) -> tuple[CaseInput, str]:
+async def case_from_fhir(
+    request: Request[Any, Any, Any], services: Services
+) -> tuple[CaseInput, str]:
     """Body → (CaseInput, output kind)."""
     try:
         body = json.loads(await request.body())
@@ -160,8 +162,11 @@ def result_response(services: Services, job_id: str, output: str) -> Response[An
     stored = services.store.get_artifact(job_id, kind)
     if stored is None:
         raise NotFound(f"job {job_id} has no FHIR output")
-    return Response(stored[1], media_type=f"{FHIR_JSON}; charset=utf-8",
-                    headers={"Location": f"/fhir/DiagnosticReport/{job_id}"})
+    return Response(
+        stored[1],
+        media_type=f"{FHIR_JSON}; charset=utf-8",
+        headers={"Location": f"/fhir/DiagnosticReport/{job_id}"},
+    )
 
 
 class FhirController(Controller):
@@ -169,7 +174,7 @@ class FhirController(Controller):
 
     path = "/fhir"
     tags = ["fhir"]
-    exception_handlers = {ServiceError: _service_error, HTTPException: _http_error}  # noqa: RUF012
+    exception_handlers = {ServiceError: _service_error, HTTPException: _http_error}
 
     @get("/metadata")
     async def metadata(self, request: Request[Any, Any, Any]) -> Response[Any]:
@@ -221,8 +226,11 @@ class FhirController(Controller):
             return fhir_response(
                 accepted_outcome(job_id, progress),
                 202,
-                **{"X-Progress": progress, "Retry-After": "1",
-                   "Link": f'</api/v1/jobs/{job_id}/events>; rel="monitor"'},
+                **{
+                    "X-Progress": progress,
+                    "Retry-After": "1",
+                    "Link": f'</api/v1/jobs/{job_id}/events>; rel="monitor"',
+                },
             )
         return result_response(services, job_id, str(job.meta.get("output", "report")))
 

@@ -117,7 +117,10 @@ class RestController(Controller):
             "updated": job.updated,
             "events": len(events),
             "last_event": events[-1].name if events else None,
-            "links": {"events": f"/api/v1/jobs/{job_id}/events", "report": f"/api/v1/reports/{job_id}"},
+            "links": {
+                "events": f"/api/v1/jobs/{job_id}/events",
+                "report": f"/api/v1/reports/{job_id}",
+            },
         }
 
     @get("/jobs/{job_id:str}/events")
@@ -164,11 +167,13 @@ class RestController(Controller):
         headers = {}
         if kind in ("pdf", "dicom"):
             extension = "pdf" if kind == "pdf" else "dcm"
-            headers["Content-Disposition"] = f'attachment; filename="skinscreen-{job_id}.{extension}"'
+            headers["Content-Disposition"] = (
+                f'attachment; filename="skinscreen-{job_id}.{extension}"'
+            )
         return Response(content, media_type=media_type, headers=headers)
 
 
 def _problem(data: dict[str, Any]) -> Response[Any]:
-    from service.api.problems import problem_response  # noqa: PLC0415
+    from service.api.problems import problem_response
 
     return problem_response(data)

@@ -17,8 +17,16 @@ from service.report.i18n import negotiate_language
 from service.settings import Settings
 
 DICOM_MEDIA_TYPE = "application/dicom"
-SEXES = {"female": "female", "f": "female", "male": "male", "m": "male", "other": "other",
-         "o": "other", "unknown": "unknown", "u": "unknown"}
+SEXES = {
+    "female": "female",
+    "f": "female",
+    "male": "male",
+    "m": "male",
+    "other": "other",
+    "o": "other",
+    "unknown": "unknown",
+    "u": "unknown",
+}
 MAX_HISTORY_CHARS = 4000
 MAX_NAME_CHARS = 200
 
@@ -56,7 +64,9 @@ async def read_upload(request: Request[Any, Any, Any]) -> Upload:
     raise UnsupportedMediaType(
         f"content type '{media_type or 'none'}' is not accepted; send multipart/form-data with a "
         "field 'image', or a raw image/jpeg, image/png, image/webp or application/dicom body",
-        accepted=sorted([*IMAGE_MEDIA_TYPES - {"image/jpg"}, DICOM_MEDIA_TYPE, "multipart/form-data"]),
+        accepted=sorted(
+            [*IMAGE_MEDIA_TYPES - {"image/jpg"}, DICOM_MEDIA_TYPE, "multipart/form-data"]
+        ),
     )
 
 
@@ -88,7 +98,9 @@ def parse_patient(fields: Mapping[str, str]) -> Patient:
     if raw_sex:
         sex = SEXES.get(raw_sex)
         if sex is None:
-            errors.append({"field": "patient_sex", "message": "one of female, male, other, unknown"})
+            errors.append(
+                {"field": "patient_sex", "message": "one of female, male, other, unknown"}
+            )
     if errors:
         raise Unprocessable(
             "invalid patient fields: " + ", ".join(e["field"] for e in errors),
@@ -122,17 +134,22 @@ def parse_language(fields: Mapping[str, str], accept_language: str | None, defau
     return negotiate_language(accept_language, default)
 
 
-def decode_upload(upload: Upload, settings: Settings) -> tuple[DecodedImage, Patient, dict[str, Any]]:
+def decode_upload(
+    upload: Upload, settings: Settings
+) -> tuple[DecodedImage, Patient, dict[str, Any]]:
     """Decode the image (or DICOM); returns the image, header patient data and origin context."""
     limits = ImageLimits(max_pixels=settings.max_image_pixels, min_side=settings.min_image_side)
     if not upload.data:
         raise EmptyBody("the upload is empty; send a JPEG, PNG, WebP or DICOM file")
     if upload.media_type == DICOM_MEDIA_TYPE:
-        from service.intake.dicom import decode_dicom  # noqa: PLC0415 - pydicom only when needed
+        from service.intake.dicom import decode_dicom
 
         dicom = decode_dicom(upload.data, limits)
         return dicom.image, dicom.patient, {"dicom": dicom}
-    if upload.media_type not in IMAGE_MEDIA_TYPES and upload.media_type != "application/octet-stream":
+    if (
+        upload.media_type not in IMAGE_MEDIA_TYPES
+        and upload.media_type != "application/octet-stream"
+    ):
         raise UnsupportedMediaType(
             f"file type '{upload.media_type}' is not accepted; use JPEG, PNG, WebP or DICOM"
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,7 +28,7 @@ def expected_calibration_error(probs: FloatArray, y_true: IntArray, n_bins: int 
     correct = (probs.argmax(axis=1) == y_true).astype(np.float64)
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     ece = 0.0
-    for low, high in zip(edges[:-1], edges[1:], strict=True):
+    for low, high in itertools.pairwise(edges):
         in_bin = (confidence > low) & (confidence <= high)
         if in_bin.any():
             gap = abs(correct[in_bin].mean() - confidence[in_bin].mean())

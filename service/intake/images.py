@@ -82,7 +82,10 @@ def decode_image(data: bytes, limits: ImageLimits | None = None) -> DecodedImage
         raise InvalidImage("the image data is corrupt or truncated") from exc
     check_min_side(rgb, limits)
     return DecodedImage(
-        rgb=rgb, media_type=ACCEPTED_FORMATS[fmt], sha256=hashlib.sha256(data).hexdigest(), source=data
+        rgb=rgb,
+        media_type=ACCEPTED_FORMATS[fmt],
+        sha256=hashlib.sha256(data).hexdigest(),
+        source=data,
     )
 
 
@@ -90,7 +93,8 @@ def check_min_side(image: Image.Image, limits: ImageLimits) -> None:
     """Reject images whose shorter side is under the minimum."""
     if min(image.size) < limits.min_side:
         raise ImageTooSmall(
-            f"image is {image.width}x{image.height}; both sides must be at least {limits.min_side} px",
+            f"image is {image.width}x{image.height}; "
+            f"both sides must be at least {limits.min_side} px",
             min_side=limits.min_side,
         )
 

@@ -97,10 +97,11 @@ class OnnxClassifier:
             raw = np.concatenate(rows, axis=0)
         else:
             raw = self._session.run(None, {self._input: batch})[0]
-        raw = raw.astype(np.float64)
+        values: FloatArray = np.asarray(raw, dtype=np.float64)
         if self.card.output == "probabilities":
-            return np.log(np.clip(raw, 1e-12, 1.0))
-        return raw
+            log_probs: FloatArray = np.log(np.clip(values, 1e-12, 1.0))
+            return log_probs
+        return values
 
     def raw_probabilities(self, images: Sequence[Image.Image]) -> FloatArray:
         """Uncalibrated probabilities: exactly what the exported graph computes."""

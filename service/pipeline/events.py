@@ -1,4 +1,7 @@
-"""Typed pipeline events. Names and payloads are a public contract (contracts/sse-events.schema.json)."""
+"""Typed pipeline events.
+
+Names and payloads are a public contract: contracts/sse-events.schema.json.
+"""
 
 from __future__ import annotations
 

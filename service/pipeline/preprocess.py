@@ -33,8 +33,8 @@ def center_crop(image: Image.Image, size: int) -> Image.Image:
         padded = Image.new("RGB", (max(width, size), max(height, size)))
         padded.paste(image, ((padded.width - width) // 2, (padded.height - height) // 2))
         image, (width, height) = padded, padded.size
-    top = int(round((height - size) / 2.0))
-    left = int(round((width - size) / 2.0))
+    top = round((height - size) / 2.0)
+    left = round((width - size) / 2.0)
     return image.crop((left, top, left + size, top + size))
 
 
@@ -44,9 +44,11 @@ def to_chw_tensor(
     std: tuple[float, float, float] = (1.0, 1.0, 1.0),
 ) -> Tensor:
     """HWC uint8 RGB → CHW float32 in [0, 1], then per-channel normalisation."""
-    array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-    array = (array - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
-    return np.ascontiguousarray(array.transpose(2, 0, 1))
+    scaled = np.asarray(image.convert("RGB"), dtype=np.float32) * np.float32(1.0 / 255.0)
+    offset = np.asarray(mean, dtype=np.float32)
+    scale = np.asarray(std, dtype=np.float32)
+    normalised: Tensor = np.subtract(scaled, offset, dtype=np.float32) / scale
+    return np.ascontiguousarray(normalised.transpose(2, 0, 1))
 
 
 def classify_tensor(

@@ -52,24 +52,51 @@ def test_sse_contract_is_a_valid_schema_for_every_event() -> None:
     contract = json.loads((CONTRACTS / "sse-events.schema.json").read_text(encoding="utf-8"))
     assert set(contract["events"]) == set(ev.EVENT_NAMES)
     for name in ev.EVENT_NAMES:
-        schema = {"$schema": contract["$schema"], "$defs": contract["$defs"],
-                  **contract["events"][name]}
+        schema = {
+            "$schema": contract["$schema"],
+            "$defs": contract["$defs"],
+            **contract["events"][name],
+        }
         jsonschema.Draft202012Validator.check_schema(schema)
 
 
-@pytest.mark.parametrize("name,payload,valid", [
-    ("report.delta", {"text": "hello"}, True),
-    ("report.delta", {"text": ""}, False),
-    ("classified", {"status": "rejected", "reasons": ["not_skin"], "label": None,
-                    "confidence": None, "model": {"name": "m", "version": "1", "sha256": "a" * 64}},
-     True),
-    ("classified", {"status": "rejected", "reasons": [], "label": None, "confidence": None,
-                    "probabilities": {}, "model": {"name": "m", "version": "1",
-                                                   "sha256": "a" * 64}}, False),
-    ("pdf.ready", {"id": "x", "size": 0, "sha256": "a" * 64, "url": "/x"}, False),
-])
+@pytest.mark.parametrize(
+    "name,payload,valid",
+    [
+        ("report.delta", {"text": "hello"}, True),
+        ("report.delta", {"text": ""}, False),
+        (
+            "classified",
+            {
+                "status": "rejected",
+                "reasons": ["not_skin"],
+                "label": None,
+                "confidence": None,
+                "model": {"name": "m", "version": "1", "sha256": "a" * 64},
+            },
+            True,
+        ),
+        (
+            "classified",
+            {
+                "status": "rejected",
+                "reasons": [],
+                "label": None,
+                "confidence": None,
+                "probabilities": {},
+                "model": {"name": "m", "version": "1", "sha256": "a" * 64},
+            },
+            False,
+        ),
+        ("pdf.ready", {"id": "x", "size": 0, "sha256": "a" * 64, "url": "/x"}, False),
+    ],
+)
 def test_sse_contract_accepts_and_rejects(name: str, payload: dict[str, Any], valid: bool) -> None:
     contract = json.loads((CONTRACTS / "sse-events.schema.json").read_text(encoding="utf-8"))
-    schema = {"$schema": contract["$schema"], "$defs": contract["$defs"], **contract["events"][name]}
+    schema = {
+        "$schema": contract["$schema"],
+        "$defs": contract["$defs"],
+        **contract["events"][name],
+    }
     errors = list(jsonschema.Draft202012Validator(schema).iter_errors(payload))
     assert (not errors) == valid, errors

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import io
-import zlib
 import struct
+import zlib
 from pathlib import Path
 
 import httpx
@@ -29,7 +29,8 @@ def test_multipart_and_raw_body_agree(live_server: LiveServer, skin_jpeg: bytes)
         f"{live_server.url}/api/v1/classify", files={"image": ("a.jpg", skin_jpeg, "image/jpeg")}
     )
     raw = httpx.post(
-        f"{live_server.url}/api/v1/classify", content=skin_jpeg,
+        f"{live_server.url}/api/v1/classify",
+        content=skin_jpeg,
         headers={"content-type": "image/jpeg"},
     )
     assert multipart.status_code == raw.status_code == 200
@@ -49,7 +50,8 @@ def test_png_and_webp(live_server: LiveServer, skin_jpeg: bytes, fmt: str) -> No
     buffer = io.BytesIO()
     Image.open(io.BytesIO(skin_jpeg)).save(buffer, format=fmt)
     r = httpx.post(
-        f"{live_server.url}/api/v1/classify", content=buffer.getvalue(),
+        f"{live_server.url}/api/v1/classify",
+        content=buffer.getvalue(),
         headers={"content-type": f"image/{fmt.lower()}"},
     )
     assert r.status_code == 200, r.text
@@ -62,18 +64,27 @@ def test_exif_orientation_applied(live_server: LiveServer, skin_jpeg: bytes) -> 
     exif[0x0112] = 6  # "rotate 90 CW to view": undoes the counter-clockwise ROTATE_90 above
     buffer = io.BytesIO()
     rotated.save(buffer, format="JPEG", quality=95, exif=exif)
-    a = httpx.post(f"{live_server.url}/api/v1/classify", content=jpeg_bytes(upright, 95),
-                   headers={"content-type": "image/jpeg"}).json()
-    b = httpx.post(f"{live_server.url}/api/v1/classify", content=buffer.getvalue(),
-                   headers={"content-type": "image/jpeg"}).json()
+    a = httpx.post(
+        f"{live_server.url}/api/v1/classify",
+        content=jpeg_bytes(upright, 95),
+        headers={"content-type": "image/jpeg"},
+    ).json()
+    b = httpx.post(
+        f"{live_server.url}/api/v1/classify",
+        content=buffer.getvalue(),
+        headers={"content-type": "image/jpeg"},
+    ).json()
     for cls in CLASSES:
         assert a["probabilities"][cls] == pytest.approx(b["probabilities"][cls], abs=0.02)
 
 
 def _png_bomb(width: int, height: int) -> bytes:
     """A valid PNG header announcing a huge image, with a tiny compressed body."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     raw = zlib.compress(b"\x00" * (width + 1) * 16, 9)
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
@@ -91,8 +102,9 @@ BAD_INPUTS = {
 @pytest.mark.parametrize("case", BAD_INPUTS, ids=list(BAD_INPUTS))
 def test_bad_input_is_problem_json(live_server: LiveServer, case: str) -> None:
     body, content_type, status, code = BAD_INPUTS[case]
-    r = httpx.post(f"{live_server.url}/api/v1/classify", content=body,
-                   headers={"content-type": content_type})
+    r = httpx.post(
+        f"{live_server.url}/api/v1/classify", content=body, headers={"content-type": content_type}
+    )
     assert r.status_code == status, r.text
     assert r.headers["content-type"].startswith("application/problem+json")
     problem = r.json()
@@ -101,23 +113,31 @@ def test_bad_input_is_problem_json(live_server: LiveServer, case: str) -> None:
 
 
 def test_truncated_jpeg(live_server: LiveServer, skin_jpeg: bytes) -> None:
-    r = httpx.post(f"{live_server.url}/api/v1/classify", content=skin_jpeg[: len(skin_jpeg) // 3],
-                   headers={"content-type": "image/jpeg"})
+    r = httpx.post(
+        f"{live_server.url}/api/v1/classify",
+        content=skin_jpeg[: len(skin_jpeg) // 3],
+        headers={"content-type": "image/jpeg"},
+    )
     assert r.status_code == 422
     assert r.json()["code"] == "invalid-image"
 
 
 def test_too_small(live_server: LiveServer) -> None:
     tiny = jpeg_bytes(Image.new("RGB", (20, 40), (200, 150, 130)))
-    r = httpx.post(f"{live_server.url}/api/v1/classify", content=tiny,
-                   headers={"content-type": "image/jpeg"})
+    r = httpx.post(
+        f"{live_server.url}/api/v1/classify", content=tiny, headers={"content-type": "image/jpeg"}
+    )
     assert r.status_code == 422 and r.json()["code"] == "image-too-small"
 
 
 def test_body_over_limit_is_413(live_server: LiveServer) -> None:
     big = b"\xff\xd8" + b"\0" * (21 * 1024 * 1024)
-    r = httpx.post(f"{live_server.url}/api/v1/classify", content=big,
-                   headers={"content-type": "image/jpeg"}, timeout=30)
+    r = httpx.post(
+        f"{live_server.url}/api/v1/classify",
+        content=big,
+        headers={"content-type": "image/jpeg"},
+        timeout=30,
+    )
     assert r.status_code == 413
     assert r.json()["code"] == "payload-too-large"
 
@@ -129,8 +149,11 @@ def test_unknown_route_is_problem_json(live_server: LiveServer) -> None:
 
 
 def test_explain_returns_heatmap(live_server: LiveServer, skin_jpeg: bytes) -> None:
-    r = httpx.post(f"{live_server.url}/api/v1/classify?explain=true", content=skin_jpeg,
-                   headers={"content-type": "image/jpeg"})
+    r = httpx.post(
+        f"{live_server.url}/api/v1/classify?explain=true",
+        content=skin_jpeg,
+        headers={"content-type": "image/jpeg"},
+    )
     heatmap = r.json()["heatmap"]
     assert heatmap.startswith("data:image/png;base64,")
 
@@ -153,8 +176,18 @@ def test_classify_cli_json(tmp_path: Path, skin_jpeg: bytes) -> None:
     photo = tmp_path / "photo.jpg"
     photo.write_bytes(skin_jpeg)
     out = subprocess.run(
-        [sys.executable, "-m", "service", "classify", str(photo), str(tmp_path / "missing.jpg"),
-         "--json"], capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "service",
+            "classify",
+            str(photo),
+            str(tmp_path / "missing.jpg"),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     lines = [json.loads(line) for line in out.stdout.splitlines()]
     assert out.returncode == 1  # one input failed

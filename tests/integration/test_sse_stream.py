@@ -16,8 +16,16 @@ from tests.sse_client import SseEvent, event_schema, iter_sse
 CONTRACT = json.loads(
     (Path(__file__).resolve().parents[2] / "contracts" / "sse-events.schema.json").read_text()
 )
-ORDER = ["accepted", "validated", "classified", "analysis", "report.delta", "report.completed",
-         "pdf.ready", "completed"]
+ORDER = [
+    "accepted",
+    "validated",
+    "classified",
+    "analysis",
+    "report.delta",
+    "report.completed",
+    "pdf.ready",
+    "completed",
+]
 
 
 def collapse(names: list[str]) -> list[str]:
@@ -29,12 +37,17 @@ def collapse(names: list[str]) -> list[str]:
     return out
 
 
-def stream_diagnose(server: LiveServer, image: bytes, **fields: str) -> tuple[httpx.Headers, list[SseEvent], list[str]]:
+def stream_diagnose(
+    server: LiveServer, image: bytes, **fields: str
+) -> tuple[httpx.Headers, list[SseEvent], list[str]]:
     events: list[SseEvent] = []
     comments: list[str] = []
     with httpx.stream(
-        "POST", f"{server.url}/api/v1/diagnose-stream",
-        files={"image": ("photo.jpg", image, "image/jpeg")}, data=fields, timeout=60,
+        "POST",
+        f"{server.url}/api/v1/diagnose-stream",
+        files={"image": ("photo.jpg", image, "image/jpeg")},
+        data=fields,
+        timeout=60,
     ) as response:
         assert response.status_code == 200, response.read()
         headers = response.headers
@@ -45,8 +58,12 @@ def stream_diagnose(server: LiveServer, image: bytes, **fields: str) -> tuple[ht
 
 def test_stream_order_schema_and_headers(live_server: LiveServer, skin_jpeg: bytes) -> None:
     headers, events, comments = stream_diagnose(
-        live_server, skin_jpeg, patient_name="Test Person", patient_age="34",
-        patient_sex="female", language="en",
+        live_server,
+        skin_jpeg,
+        patient_name="Test Person",
+        patient_age="34",
+        patient_sex="female",
+        language="en",
     )
     assert headers["content-type"].startswith("text/event-stream")
     assert headers["cache-control"] == "no-cache"
@@ -72,18 +89,25 @@ def test_reattach_with_last_event_id(live_server: LiveServer, skin_jpeg: bytes) 
     job_id = headers["x-job-id"]
     cut = 3
     with httpx.stream(
-        "GET", f"{live_server.url}/api/v1/jobs/{job_id}/events",
-        headers={"Last-Event-ID": str(cut)}, timeout=30,
+        "GET",
+        f"{live_server.url}/api/v1/jobs/{job_id}/events",
+        headers={"Last-Event-ID": str(cut)},
+        timeout=30,
     ) as response:
         resumed = [e for e in iter_sse(response) if isinstance(e, SseEvent)]
     assert [e.id for e in resumed] == [e.id for e in events[cut:]]
     assert [e.data for e in resumed] == [e.data for e in events[cut:]]
 
 
-def test_disconnect_does_not_cancel_and_reattach_live(live_server: LiveServer, skin_jpeg: bytes) -> None:
+def test_disconnect_does_not_cancel_and_reattach_live(
+    live_server: LiveServer, skin_jpeg: bytes
+) -> None:
     with httpx.stream(
-        "POST", f"{live_server.url}/api/v1/diagnose-stream",
-        files={"image": ("p.jpg", skin_jpeg, "image/jpeg")}, data={"language": "ko"}, timeout=30,
+        "POST",
+        f"{live_server.url}/api/v1/diagnose-stream",
+        files={"image": ("p.jpg", skin_jpeg, "image/jpeg")},
+        data={"language": "ko"},
+        timeout=30,
     ) as response:
         job_id = response.headers["x-job-id"]
         first = next(e for e in iter_sse(response) if isinstance(e, SseEvent))
@@ -97,17 +121,23 @@ def test_disconnect_does_not_cancel_and_reattach_live(live_server: LiveServer, s
             break
         time.sleep(0.2)
     assert status == "completed"
-    with httpx.stream("GET", f"{live_server.url}/api/v1/jobs/{job_id}/events?after=1", timeout=30) as r:
+    with httpx.stream(
+        "GET", f"{live_server.url}/api/v1/jobs/{job_id}/events?after=1", timeout=30
+    ) as r:
         names = [e.name for e in iter_sse(r) if isinstance(e, SseEvent)]
     assert names[0] == "validated" and names[-1] == "completed"
 
 
-def test_first_event_arrives_before_the_report_is_written(live_server: LiveServer, skin_jpeg: bytes) -> None:
+def test_first_event_arrives_before_the_report_is_written(
+    live_server: LiveServer, skin_jpeg: bytes
+) -> None:
     arrivals: list[tuple[str, float]] = []
     start = time.perf_counter()
     with httpx.stream(
-        "POST", f"{live_server.url}/api/v1/diagnose-stream",
-        files={"image": ("p.jpg", skin_jpeg, "image/jpeg")}, timeout=60,
+        "POST",
+        f"{live_server.url}/api/v1/diagnose-stream",
+        files={"image": ("p.jpg", skin_jpeg, "image/jpeg")},
+        timeout=60,
     ) as response:
         for item in iter_sse(response):
             if isinstance(item, SseEvent):
@@ -122,7 +152,8 @@ def test_first_event_arrives_before_the_report_is_written(live_server: LiveServe
 def test_unknown_language_is_422(live_server: LiveServer, skin_jpeg: bytes, language: str) -> None:
     r = httpx.post(
         f"{live_server.url}/api/v1/diagnose-stream",
-        files={"image": ("p.jpg", skin_jpeg, "image/jpeg")}, data={"language": language},
+        files={"image": ("p.jpg", skin_jpeg, "image/jpeg")},
+        data={"language": language},
     )
     assert r.status_code == 422
     assert r.headers["content-type"].startswith("application/problem+json")

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from service.intake.images import load_rgb
 from service.pipeline.backends import card_path
 from service.pipeline.classifier import OnnxClassifier
-from service.intake.images import load_rgb
 from service.settings import Settings
 
 
@@ -42,7 +42,9 @@ def test_onnx_matches_ultralytics_predict(
     assert worst < 1e-4, f"max probability difference {worst:.2e} over {len(paths)} images"
 
 
-def test_probabilities_cover_all_classes(yolo_card: Path, skin6_val_images: dict[str, list[Path]]) -> None:
+def test_probabilities_cover_all_classes(
+    yolo_card: Path, skin6_val_images: dict[str, list[Path]]
+) -> None:
     classifier = OnnxClassifier.from_card_path(yolo_card)
     probs = classifier.probabilities([load_rgb(skin6_val_images["Milia"][0])])
     assert probs.shape == (1, 6)

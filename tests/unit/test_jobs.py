@@ -27,8 +27,14 @@ class FixedScreener:
     """Returns a fixed classification (the classifier itself is tested elsewhere)."""
 
     def screen(self, image: Image.Image) -> tuple[GateOutcome, Classification]:
-        probs = {"Acne": 0.9, "Carcinoma": 0.02, "Eczema": 0.02, "Keratosis": 0.02,
-                 "Milia": 0.02, "Rosacea": 0.02}
+        probs = {
+            "Acne": 0.9,
+            "Carcinoma": 0.02,
+            "Eczema": 0.02,
+            "Keratosis": 0.02,
+            "Milia": 0.02,
+            "Rosacea": 0.02,
+        }
         return GateOutcome("ok"), Classification(probs, INFO)
 
 
@@ -63,8 +69,12 @@ class PdfLikeRenderer:
 
 def make_manager(tmp_path: Path, narrator: SlowNarrator) -> JobManager:
     deps = PipelineDeps(
-        screener=FixedScreener(), narrator=narrator, fallback_narrator=narrator,
-        renderer=PdfLikeRenderer(), summarize=summarize, split_sections=split_sections,
+        screener=FixedScreener(),
+        narrator=narrator,
+        fallback_narrator=narrator,
+        renderer=PdfLikeRenderer(),
+        summarize=summarize,
+        split_sections=split_sections,
     )
     return JobManager(Store(tmp_path / "jobs.db"), deps)
 
@@ -72,8 +82,9 @@ def make_manager(tmp_path: Path, narrator: SlowNarrator) -> JobManager:
 def make_case(case_id: str) -> CaseInput:
     image = Image.new("RGB", (64, 64), (200, 150, 130))
     decoded = DecodedImage(image, "image/jpeg", "a" * 64, b"x" * 10)
-    return CaseInput(case_id, decoded, SourceImage("image/jpeg", "a" * 64, 64, 64), Patient(),
-                     None, "en")
+    return CaseInput(
+        case_id, decoded, SourceImage("image/jpeg", "a" * 64, 64, 64), Patient(), None, "en"
+    )
 
 
 async def test_follow_from_any_point(tmp_path: Path) -> None:
