@@ -49,7 +49,9 @@ class Services:
         return await asyncio.to_thread(heatmap_png, self.classifier, image, classification)
 
 
-def heatmap_png(classifier: Classifier, image: Image.Image, classification: Classification) -> bytes:
+def heatmap_png(
+    classifier: Classifier, image: Image.Image, classification: Classification
+) -> bytes:
     """Occlusion heatmap PNG for the predicted class."""
     return explain(classifier, image, classifier.classes.index(classification.label)).png
 
@@ -104,6 +106,6 @@ def build_services(settings: Settings, packagers: list[OutputPackager] | None = 
 
 def default_packagers(settings: Settings) -> list[OutputPackager]:
     """FHIR and DICOM outputs."""
-    from service.packaging import DicomPackager, FhirPackager  # noqa: PLC0415
+    from service.packaging import DicomPackager, FhirPackager
 
     return [FhirPackager(settings), DicomPackager()]

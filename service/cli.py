@@ -12,14 +12,21 @@ from pathlib import Path
 def _cmd_train(args: argparse.Namespace) -> int:
     name = args.name or f"skinscreen-{args.arch}"
     if args.arch.startswith("efficientnet"):
-        from service.training.effnet import EffnetRecipe, train_effnet  # noqa: PLC0415
+        from service.training.effnet import EffnetRecipe, train_effnet
 
-        effnet_recipe = EffnetRecipe(epochs=args.epochs, imgsz=args.imgsz, batch=args.batch,
-                                     seed=args.seed)
-        train_effnet(Path(args.data), Path(args.out), name, effnet_recipe, Path(args.work_dir),
-                     version=args.version)
+        effnet_recipe = EffnetRecipe(
+            epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, seed=args.seed
+        )
+        train_effnet(
+            Path(args.data),
+            Path(args.out),
+            name,
+            effnet_recipe,
+            Path(args.work_dir),
+            version=args.version,
+        )
         return 0
-    from service.training.yolo import YoloRecipe, train_yolo  # noqa: PLC0415 - `train` extra
+    from service.training.yolo import YoloRecipe, train_yolo
 
     recipe = YoloRecipe(
         arch=args.arch, epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, seed=args.seed
@@ -31,10 +38,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn  # noqa: PLC0415
+    import uvicorn
 
-    from service.app import create_app  # noqa: PLC0415
-    from service.settings import get_settings  # noqa: PLC0415
+    from service.app import create_app
+    from service.settings import get_settings
 
     settings = get_settings()
     host = args.host or settings.host
@@ -44,8 +51,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_classify(args: argparse.Namespace) -> int:
-    from service.cli_commands import classify_paths  # noqa: PLC0415
-    from service.settings import get_settings  # noqa: PLC0415
+    from service.cli_commands import classify_paths
+    from service.settings import get_settings
 
     settings = get_settings()
     if args.backend:
@@ -54,8 +61,8 @@ def _cmd_classify(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from service.cli_commands import evaluate_dir  # noqa: PLC0415
-    from service.settings import get_settings  # noqa: PLC0415
+    from service.cli_commands import evaluate_dir
+    from service.settings import get_settings
 
     results = evaluate_dir(get_settings(), Path(args.dir), args.backend or [])
     print(json.dumps(results, indent=2, ensure_ascii=False))
@@ -63,11 +70,16 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_diagnose(args: argparse.Namespace) -> int:
-    from service.cli_commands import diagnose_file  # noqa: PLC0415
-    from service.settings import get_settings  # noqa: PLC0415
+    from service.cli_commands import diagnose_file
+    from service.settings import get_settings
 
-    fields = {"language": args.lang, "patient_name": args.name or "", "history": args.history or "",
-              "patient_age": "" if args.age is None else str(args.age), "patient_sex": args.sex or ""}
+    fields = {
+        "language": args.lang,
+        "patient_name": args.name or "",
+        "history": args.history or "",
+        "patient_age": "" if args.age is None else str(args.age),
+        "patient_sex": args.sex or "",
+    }
     return diagnose_file(get_settings(), Path(args.image), Path(args.out), fields)
 
 
@@ -89,8 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = sub.add_parser("evaluate", help="metrics on a folder-per-class image set")
     evaluate.add_argument("dir")
-    evaluate.add_argument("--backend", action="append", choices=["yolo", "effnet", "ensemble"],
-                          help="repeatable; default: every shipped backend")
+    evaluate.add_argument(
+        "--backend",
+        action="append",
+        choices=["yolo", "effnet", "ensemble"],
+        help="repeatable; default: every shipped backend",
+    )
     evaluate.set_defaults(func=_cmd_evaluate)
 
     diagnose = sub.add_parser("diagnose", help="full report for one image (PDF)")
@@ -105,8 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train a classifier offline and ship it to models/")
     train.add_argument("--data", required=True, help="folder with train/<Class>/ and val/<Class>/")
-    train.add_argument("--arch", default="yolov8n-cls",
-                       help="Ultralytics YAML name (yolov8n-cls, yolov8s-cls) or efficientnet-lite0")
+    train.add_argument(
+        "--arch",
+        default="yolov8n-cls",
+        help="Ultralytics YAML name (yolov8n-cls, yolov8s-cls) or efficientnet-lite0",
+    )
     train.add_argument("--epochs", type=int, default=30)
     train.add_argument("--imgsz", type=int, default=224)
     train.add_argument("--batch", type=int, default=32)
@@ -122,8 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script and `python -m service`."""
     args = build_parser().parse_args(argv)
-    from service.logging import configure_logging  # noqa: PLC0415
-    from service.settings import get_settings  # noqa: PLC0415
+    from service.logging import configure_logging
+    from service.settings import get_settings
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)  # logs → stderr, results → stdout

@@ -41,7 +41,7 @@ def classify_paths(settings: Settings, paths: list[str], as_json: bool) -> int:
             image = decode_image(Path(path).read_bytes(), limits)
             _, classification = screener.screen(image.rgb)
             body: dict[str, Any] = {"path": path, **classification_json(classification)}
-        except Exception as exc:  # noqa: BLE001 - report per file, keep going
+        except Exception as exc:
             failed += 1
             detail = getattr(exc, "detail", None) or type(exc).__name__
             body = {"path": path, "error": detail}
@@ -83,7 +83,7 @@ def evaluate_dir(settings: Settings, folder: Path, backends: list[str]) -> dict[
 
 def diagnose_file(settings: Settings, image_path: Path, out: Path, fields: dict[str, str]) -> int:
     """Run the full pipeline on one file, print progress, write the PDF."""
-    from service.api.uploads import (  # noqa: PLC0415
+    from service.api.uploads import (
         Upload,
         decode_upload,
         merge_patient,
@@ -91,11 +91,11 @@ def diagnose_file(settings: Settings, image_path: Path, out: Path, fields: dict[
         parse_language,
         parse_patient,
     )
-    from service.bootstrap import build_services  # noqa: PLC0415
-    from service.pipeline import events as ev  # noqa: PLC0415
-    from service.pipeline.case import CaseInput, MemorySink, new_case_id  # noqa: PLC0415
-    from service.pipeline.domain import SourceImage  # noqa: PLC0415
-    from service.pipeline.run import run_case  # noqa: PLC0415
+    from service.bootstrap import build_services
+    from service.pipeline import events as ev
+    from service.pipeline.case import CaseInput, MemorySink, new_case_id
+    from service.pipeline.domain import SourceImage
+    from service.pipeline.run import run_case
 
     data = image_path.read_bytes()
     media_type = "application/dicom" if data[128:132] == b"DICM" else "application/octet-stream"

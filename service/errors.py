@@ -17,9 +17,7 @@ class ServiceError(Exception):
     code: ClassVar[str] = "bad-request"
     title: ClassVar[str] = "Bad request"
 
-    def __init__(
-        self, detail: str, *, expression: list[str] | None = None, **extra: Any
-    ) -> None:
+    def __init__(self, detail: str, *, expression: list[str] | None = None, **extra: Any) -> None:
         super().__init__(detail)
         self.detail = detail
         self.expression = expression or []

@@ -17,8 +17,22 @@ import structlog
 #: Keys that may hold patient data; dropped from every event.
 PHI_KEYS = frozenset(
     {
-        "name", "patient", "patient_name", "birth_date", "birthdate", "dob", "identifier",
-        "patient_id", "mrn", "history", "image", "report", "text", "body", "address", "phone",
+        "name",
+        "patient",
+        "patient_name",
+        "birth_date",
+        "birthdate",
+        "dob",
+        "identifier",
+        "patient_id",
+        "mrn",
+        "history",
+        "image",
+        "report",
+        "text",
+        "body",
+        "address",
+        "phone",
     }
 )
 
@@ -41,9 +55,7 @@ def configure_logging(level: str = "INFO", json: bool = True) -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         drop_phi_keys,
     ]
-    renderer: Any = (
-        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
-    )
+    renderer: Any = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),

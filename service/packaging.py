@@ -93,7 +93,7 @@ class DicomPackager:
 
     def package(self, report: Report, pdf: bytes, case: CaseInput, sink: ArtifactSink) -> None:
         """Write the Encapsulated PDF (same study as a DICOM source)."""
-        from service.report.dicom_pdf import encapsulated_pdf  # noqa: PLC0415 - pydicom
+        from service.report.dicom_pdf import encapsulated_pdf
 
         instance = encapsulated_pdf(
             pdf,

@@ -199,7 +199,7 @@ async def run_case(
     except asyncio.CancelledError:
         log.info("run_cancelled", case_id=case.case_id, stage=stage)
         raise
-    except Exception as exc:  # noqa: BLE001 - every failure must end the stream with an event
+    except Exception as exc:
         log.error(
             "run_failed",
             case_id=case.case_id,
@@ -212,7 +212,7 @@ async def run_case(
 
 def error_problem(exc: BaseException, stage: str) -> dict[str, Any]:
     """problem+json body for a failed run; client errors keep their detail, others don't leak."""
-    from service.errors import ServiceError  # noqa: PLC0415 - avoid a cycle at import
+    from service.errors import ServiceError
 
     if isinstance(exc, ServiceError):
         return {**exc.problem(), "stage": stage}
@@ -235,6 +235,6 @@ def _where(exc: BaseException) -> str:
 
 
 def _json_bytes(body: dict[str, Any]) -> bytes:
-    import json  # noqa: PLC0415
+    import json
 
     return json.dumps(body, ensure_ascii=False).encode("utf-8")

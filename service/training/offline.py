@@ -20,7 +20,7 @@ def prepare_offline_ultralytics(config_dir: Path) -> None:
     if not font_target.exists():
         font_target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(_any_ttf(), font_target)
-    from ultralytics.utils import SETTINGS  # noqa: PLC0415 - must follow the env set-up
+    from ultralytics.utils import SETTINGS
 
     SETTINGS.update({"sync": False})
 
@@ -29,7 +29,7 @@ def _any_ttf() -> Path:
     """A TrueType font from matplotlib or the system, used only for Ultralytics' plots."""
     candidates: list[Path] = []
     try:
-        import matplotlib  # noqa: PLC0415
+        import matplotlib
 
         candidates.append(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf")
     except ImportError:
@@ -41,4 +41,6 @@ def _any_ttf() -> Path:
     for path in candidates:
         if path.is_file():
             return path
-    raise FileNotFoundError("no TrueType font found for Ultralytics plots (install fonts-dejavu-core)")
+    raise FileNotFoundError(
+        "no TrueType font found for Ultralytics plots (install fonts-dejavu-core)"
+    )

@@ -107,5 +107,3 @@ def ship_model(
         f"T={temperature}, ECE {card['calibration']['ece_15_before']} → {metrics['ece_15']}"
     )
     return card
-
-
