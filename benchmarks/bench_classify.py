@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from service.cli_commands import make_screener  # noqa: E402
 from service.intake.images import decode_image, load_rgb  # noqa: E402
+from service.logging import configure_logging  # noqa: E402
 from service.pipeline.backends import available_backends, card_path  # noqa: E402
 from service.settings import Settings  # noqa: E402
 from tests.integration.conftest import start_server, stop_server  # noqa: E402
@@ -48,6 +49,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=50)
     args = parser.parse_args()
+    configure_logging("WARNING", json=True)
     settings = Settings()
     every = sorted((settings.shared_dir / "data" / "skin6" / "val").glob("*/*.jpg"))
     paths = every[:: max(1, len(every) // 20)][:20]
