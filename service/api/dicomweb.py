@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, Response, get, post
+from litestar.params import FromPath
 
 from service.api.rest import services_of
 from service.bootstrap import Services
@@ -88,7 +89,9 @@ class DicomWebController(Controller):
         return await self._store(request, None)
 
     @post("/studies/{study:str}", status_code=200)
-    async def store_in_study(self, request: Request[Any, Any, Any], study: str) -> Response[Any]:
+    async def store_in_study(
+        self, request: Request[Any, Any, Any], study: FromPath[str]
+    ) -> Response[Any]:
         """STOW-RS into a given study (instances of another study are refused)."""
         return await self._store(request, study)
 
@@ -133,7 +136,11 @@ class DicomWebController(Controller):
 
     @get("/studies/{study:str}/series/{series:str}/instances/{instance:str}")
     async def retrieve(
-        self, request: Request[Any, Any, Any], study: str, series: str, instance: str
+        self,
+        request: Request[Any, Any, Any],
+        study: FromPath[str],
+        series: FromPath[str],
+        instance: FromPath[str],
     ) -> Response[Any]:
         """WADO-RS: a stored instance as `multipart/related; type="application/dicom"`."""
         services = services_of(request)

@@ -14,6 +14,7 @@ from typing import Any
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.exceptions import HTTPException
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
+from litestar.params import FromPath
 
 from fhir_mappings.conformance import capability_statement, operation_definition
 from fhir_mappings.inbound import DiagnoseInput, parse_diagnose_request
@@ -152,7 +153,7 @@ async def case_from_fhir(
     return case, parsed.output
 
 
-def result_response(services: Services, job_id: str, output: str) -> Response[Any]:
+def result_response(services: Services, job_id: FromPath[str], output: str) -> Response[Any]:
     """The finished job's DiagnosticReport / Bundle, or its OperationOutcome."""
     events = services.store.events_after(job_id)
     last = events[-1] if events else None
@@ -214,7 +215,9 @@ class FhirController(Controller):
         return result_response(services, job_id, output)
 
     @get("/jobs/{job_id:str}")
-    async def job_status(self, request: Request[Any, Any, Any], job_id: str) -> Response[Any]:
+    async def job_status(
+        self, request: Request[Any, Any, Any], job_id: FromPath[str]
+    ) -> Response[Any]:
         """202 with X-Progress while running; then the result (or its OperationOutcome)."""
         services = services_of(request)
         job = services.jobs.get(job_id)
@@ -235,7 +238,7 @@ class FhirController(Controller):
         return result_response(services, job_id, str(job.meta.get("output", "report")))
 
     @get("/jobs/{job_id:str}/events")
-    async def job_events(self, request: Request[Any, Any, Any], job_id: str) -> Any:
+    async def job_events(self, request: Request[Any, Any, Any], job_id: FromPath[str]) -> Any:
         """The job's SSE stream (so a telemedicine UI can watch an EHR-started job)."""
         services = services_of(request)
         if services.jobs.get(job_id) is None:
@@ -245,7 +248,7 @@ class FhirController(Controller):
         return sse_response(services.jobs, job_id, start, services.settings.sse_keepalive_s)
 
     @delete("/jobs/{job_id:str}", status_code=202)
-    async def cancel(self, request: Request[Any, Any, Any], job_id: str) -> Response[Any]:
+    async def cancel(self, request: Request[Any, Any, Any], job_id: FromPath[str]) -> Response[Any]:
         """Cancel an async `$diagnose`."""
         services = services_of(request)
         job = services.jobs.get(job_id)
@@ -255,7 +258,9 @@ class FhirController(Controller):
         return fhir_response(accepted_outcome(job_id, "cancelled"), 202)
 
     @get("/DiagnosticReport/{report_id:str}")
-    async def read_report(self, request: Request[Any, Any, Any], report_id: str) -> Response[Any]:
+    async def read_report(
+        self, request: Request[Any, Any, Any], report_id: FromPath[str]
+    ) -> Response[Any]:
         """A DiagnosticReport produced earlier."""
         check_accept(request)
         stored = services_of(request).store.get_artifact(report_id, "fhir")
@@ -264,7 +269,9 @@ class FhirController(Controller):
         return Response(stored[1], media_type=f"{FHIR_JSON}; charset=utf-8")
 
     @get("/Binary/{binary_id:str}")
-    async def read_binary(self, request: Request[Any, Any, Any], binary_id: str) -> Response[Any]:
+    async def read_binary(
+        self, request: Request[Any, Any, Any], binary_id: FromPath[str]
+    ) -> Response[Any]:
         """The report PDF: raw for `Accept: application/pdf`, else a FHIR Binary resource."""
         check_accept(request, "application/pdf")
         stored = services_of(request).store.get_artifact(binary_id, "pdf")
@@ -282,7 +289,7 @@ class FhirController(Controller):
         )
 
 
-def accepted_outcome(job_id: str, progress: str = "accepted") -> dict[str, Any]:
+def accepted_outcome(job_id: FromPath[str], progress: str = "accepted") -> dict[str, Any]:
     """An informational OperationOutcome for 202 answers."""
     return {
         "resourceType": "OperationOutcome",

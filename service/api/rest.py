@@ -6,7 +6,7 @@ import base64
 from typing import Any
 
 from litestar import Controller, Request, Response, delete, get, post
-from litestar.params import Parameter
+from litestar.params import FromPath, Parameter
 from litestar.response import Stream
 
 from service.api.openapi_docs import UploadOperation
@@ -102,7 +102,9 @@ class RestController(Controller):
         return sse_response(services.jobs, job_id, 0, services.settings.sse_keepalive_s)
 
     @get("/jobs/{job_id:str}")
-    async def job_status(self, request: Request[Any, Any, Any], job_id: str) -> dict[str, Any]:
+    async def job_status(
+        self, request: Request[Any, Any, Any], job_id: FromPath[str]
+    ) -> dict[str, Any]:
         """A job's status, its last event and links."""
         services = services_of(request)
         job = services.jobs.get(job_id)
@@ -127,7 +129,7 @@ class RestController(Controller):
     async def job_events(
         self,
         request: Request[Any, Any, Any],
-        job_id: str,
+        job_id: FromPath[str],
         after: str | None = Parameter(default=None, description="resume after this event id"),
     ) -> Stream:
         """Re-attach to a running or finished job's SSE stream (honours Last-Event-ID)."""
@@ -138,7 +140,9 @@ class RestController(Controller):
         return sse_response(services.jobs, job_id, start, services.settings.sse_keepalive_s)
 
     @delete("/jobs/{job_id:str}", status_code=200)
-    async def cancel_job(self, request: Request[Any, Any, Any], job_id: str) -> dict[str, Any]:
+    async def cancel_job(
+        self, request: Request[Any, Any, Any], job_id: FromPath[str]
+    ) -> dict[str, Any]:
         """Cancel a running job (generation stops promptly)."""
         services = services_of(request)
         job = services.jobs.get(job_id)
@@ -150,7 +154,7 @@ class RestController(Controller):
         return {"id": job_id, "status": "cancelled"}
 
     @get("/reports/{name:str}")
-    async def report(self, request: Request[Any, Any, Any], name: str) -> Response[Any]:
+    async def report(self, request: Request[Any, Any, Any], name: FromPath[str]) -> Response[Any]:
         """`{id}` → report JSON; `{id}.pdf` → PDF; `{id}.dcm` → DICOM Encapsulated PDF."""
         services = services_of(request)
         job_id, kind = name, "report"

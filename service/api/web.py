@@ -17,6 +17,7 @@ from typing import Any
 from jinja2 import Environment
 from litestar import MediaType, Request, Response, get
 from litestar.datastructures import CacheControlHeader
+from litestar.params import FromQuery
 from litestar.router import Router
 from litestar.static_files import create_static_files_router
 
@@ -98,7 +99,7 @@ def render_page(language: str, templates_dir: Path) -> str:
 @get("/", include_in_schema=False, media_type=MediaType.HTML, sync_to_thread=False)
 def index_page(
     request: Request[Any, Any, Any],
-    lang: str | None = None,
+    lang: FromQuery[str | None] = None,
 ) -> Response[str]:
     """The clinician page in the language of `?lang=` or Accept-Language."""
     settings: Settings = request.app.state.settings
