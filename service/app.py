@@ -77,6 +77,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                 app.state.startup_error = type(exc).__name__
                 log.error("startup_failed", error=type(exc).__name__)
                 raise
+        warm_up = getattr(app.state.services.narrator, "warm_up", None)
+        if settings.medgemma_preload and warm_up is not None:
+            await warm_up()  # load the LLM weights now rather than on the first report
 
     async def on_shutdown(app: Litestar) -> None:
         if app.state.services is not None:
