@@ -9,8 +9,8 @@ from typing import Any
 import structlog
 from litestar import Litestar
 from litestar.datastructures import State
-from litestar.openapi import OpenAPIConfig
 from litestar.enums import ScopeType
+from litestar.openapi import OpenAPIConfig
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import __version__

@@ -17,8 +17,9 @@ from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.params import FromPath
 
 from fhir_mappings.conformance import capability_statement, operation_definition
-from fhir_mappings.inbound import DiagnoseInput, parse_diagnose_request
+from fhir_mappings.inbound import DiagnoseInput, SubjectRef, parse_diagnose_request
 from fhir_mappings.outcome import operation_outcome
+from fhir_mappings.patient import domain_patient
 from service import __version__
 from service.api.rest import services_of
 from service.api.sse import sse_response
@@ -34,12 +35,14 @@ from service.errors import (
     UnsupportedMediaType,
     error_from_problem,
 )
+from service.fhir_client import read_patient, server_patient
 from service.intake.fhir_fetch import fetch_attachment
 from service.intake.images import ImageLimits, decode_image
 from service.pipeline import events as ev
 from service.pipeline.case import CaseInput, new_case_id
-from service.pipeline.domain import LANGUAGES, SourceImage
+from service.pipeline.domain import LANGUAGES, Patient, SourceImage
 from service.report.i18n import negotiate_language
+from service.settings import Settings
 
 FHIR_JSON = "application/fhir+json"
 JSON_TYPES = {FHIR_JSON, "application/json"}
@@ -141,20 +144,54 @@ async def case_from_fhir(
         height=image.height,
         fhir_reference=parsed.image.reference,
     )
+    patient, subject, on_server = await resolve_subject(parsed.patient, parsed.subject, settings)
+    origin: dict[str, Any] = {"fhir_subject": subject, "fhir_output": parsed.output}
+    if on_server:
+        origin["fhir_server_patient"] = on_server
     case = CaseInput(
         case_id=new_case_id(),
         image=image,
         source=source,
-        patient=parsed.patient,
+        patient=patient,
         history=parsed.history,
         language=language,
-        origin={"fhir_subject": parsed.subject, "fhir_output": parsed.output},
+        origin=origin,
     )
     return case, parsed.output
 
 
+async def resolve_subject(
+    patient: Patient, subject: SubjectRef, settings: Settings
+) -> tuple[Patient, SubjectRef, str | None]:
+    """A bare `Patient/<id>` reference on the configured FHIR server → its Patient resource.
+
+    Returns (patient, subject, the resolved `Patient/<id>` or None). Inline subjects, `urn:`
+    references and references to other servers are left as they are.
+    """
+    relative = server_patient(subject.reference, settings.fhir_server_url)
+    if relative is None or subject.resource is not None:
+        return patient, subject, None
+    resource = await read_patient(relative, settings)
+    mapped = domain_patient(resource, "subject")
+    if mapped.name is None and patient.name:
+        mapped = dataclasses.replace(mapped, name=patient.name)
+    return mapped, SubjectRef(subject.reference, resource), relative
+
+
+def write_back_status(services: Services, job_id: str) -> dict[str, Any] | None:
+    """The stored `fhir-write-back` outcome of a job, or None when nothing was written back."""
+    stored = services.store.get_artifact(job_id, "fhir-write-back")
+    if stored is None:
+        return None
+    outcome: dict[str, Any] = json.loads(stored[1])
+    return outcome
+
+
 def result_response(services: Services, job_id: FromPath[str], output: str) -> Response[Any]:
-    """The finished job's DiagnosticReport / Bundle, or its OperationOutcome."""
+    """The finished job's DiagnosticReport / Bundle, or its OperationOutcome.
+
+    `X-Write-Back-Status` (`succeeded`/`failed`) tells whether it reached the FHIR server.
+    """
     events = services.store.events_after(job_id)
     last = events[-1] if events else None
     if last is not None and last.name == ev.ERROR:
@@ -163,11 +200,11 @@ def result_response(services: Services, job_id: FromPath[str], output: str) -> R
     stored = services.store.get_artifact(job_id, kind)
     if stored is None:
         raise NotFound(f"job {job_id} has no FHIR output")
-    return Response(
-        stored[1],
-        media_type=f"{FHIR_JSON}; charset=utf-8",
-        headers={"Location": f"/fhir/DiagnosticReport/{job_id}"},
-    )
+    headers = {"Location": f"/fhir/DiagnosticReport/{job_id}"}
+    write_back = write_back_status(services, job_id)
+    if write_back is not None:
+        headers["X-Write-Back-Status"] = str(write_back.get("status"))
+    return Response(stored[1], media_type=f"{FHIR_JSON}; charset=utf-8", headers=headers)
 
 
 class FhirController(Controller):

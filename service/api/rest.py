@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
 from litestar import Controller, Request, Response, delete, get, post
@@ -111,6 +112,7 @@ class RestController(Controller):
         if job is None:
             raise NotFound(f"no job {job_id[:64]}")
         events = services.store.events_after(job_id)
+        write_back = services.store.get_artifact(job_id, "fhir-write-back")
         return {
             "id": job.id,
             "kind": job.kind,
@@ -119,6 +121,7 @@ class RestController(Controller):
             "updated": job.updated,
             "events": len(events),
             "last_event": events[-1].name if events else None,
+            "write_back": json.loads(write_back[1]) if write_back else None,
             "links": {
                 "events": f"/api/v1/jobs/{job_id}/events",
                 "report": f"/api/v1/reports/{job_id}",
