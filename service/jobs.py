@@ -12,6 +12,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+from service.errors import NotFound
 from service.logging import get_logger
 from service.pipeline import events as ev
 from service.pipeline.case import CaseInput, Mode
@@ -104,6 +105,14 @@ class JobManager:
     def get(self, job_id: str) -> JobRecord | None:
         """The job's record."""
         return self.store.get_job(job_id)
+
+    def require(self, job_id: str, kind: str | None = None) -> JobRecord:
+        """The job's record, or a 404 (also when it is not of `kind`)."""
+        job = self.store.get_job(job_id)
+        if job is None or (kind is not None and job.kind != kind):
+            what = "job" if kind is None else f"{kind} job"
+            raise NotFound(f"no {what} {job_id[:64]}")
+        return job
 
     def running(self, job_id: str) -> bool:
         """True while the job's task is alive in this process."""

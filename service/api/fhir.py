@@ -257,9 +257,7 @@ class FhirController(Controller):
     ) -> Response[Any]:
         """202 with X-Progress while running; then the result (or its OperationOutcome)."""
         services = services_of(request)
-        job = services.jobs.get(job_id)
-        if job is None or job.kind != "fhir":
-            raise NotFound(f"no $diagnose job {job_id[:64]}")
+        job = services.jobs.require(job_id, "fhir")
         if not job.finished:
             events = services.store.events_after(job_id)
             progress = events[-1].name if events else "queued"
@@ -278,8 +276,7 @@ class FhirController(Controller):
     async def job_events(self, request: Request[Any, Any, Any], job_id: FromPath[str]) -> Any:
         """The job's SSE stream (so a telemedicine UI can watch an EHR-started job)."""
         services = services_of(request)
-        if services.jobs.get(job_id) is None:
-            raise NotFound(f"no job {job_id[:64]}")
+        services.jobs.require(job_id)
         after = request.headers.get("last-event-id", "0")
         start = int(after) if after.isdigit() else 0
         return sse_response(services.jobs, job_id, start, services.settings.sse_keepalive_s)
@@ -288,9 +285,7 @@ class FhirController(Controller):
     async def cancel(self, request: Request[Any, Any, Any], job_id: FromPath[str]) -> Response[Any]:
         """Cancel an async `$diagnose`."""
         services = services_of(request)
-        job = services.jobs.get(job_id)
-        if job is None or job.kind != "fhir":
-            raise NotFound(f"no $diagnose job {job_id[:64]}")
+        services.jobs.require(job_id, "fhir")
         await services.jobs.cancel(job_id)
         return fhir_response(accepted_outcome(job_id, "cancelled"), 202)
 

@@ -108,9 +108,7 @@ class RestController(Controller):
     ) -> dict[str, Any]:
         """A job's status, its last event and links."""
         services = services_of(request)
-        job = services.jobs.get(job_id)
-        if job is None:
-            raise NotFound(f"no job {job_id[:64]}")
+        job = services.jobs.require(job_id)
         events = services.store.events_after(job_id)
         write_back = services.store.get_artifact(job_id, "fhir-write-back")
         return {
@@ -137,8 +135,7 @@ class RestController(Controller):
     ) -> Stream:
         """Re-attach to a running or finished job's SSE stream (honours Last-Event-ID)."""
         services = services_of(request)
-        if services.jobs.get(job_id) is None:
-            raise NotFound(f"no job {job_id[:64]}")
+        services.jobs.require(job_id)
         start = last_event_id(request.headers.get("last-event-id"), after)
         return sse_response(services.jobs, job_id, start, services.settings.sse_keepalive_s)
 
@@ -148,9 +145,7 @@ class RestController(Controller):
     ) -> dict[str, Any]:
         """Cancel a running job (generation stops promptly)."""
         services = services_of(request)
-        job = services.jobs.get(job_id)
-        if job is None:
-            raise NotFound(f"no job {job_id[:64]}")
+        job = services.jobs.require(job_id)
         if job.finished:
             raise Conflict(f"job {job_id} has already ended with status {job.status}")
         await services.jobs.cancel(job_id)

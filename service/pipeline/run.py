@@ -121,28 +121,33 @@ async def run_case(
             gate=gate,
             image=case.image.rgb,
         )
-        narrator, notices, parts = deps.narrator, [], []
-        try:
-            async for chunk in narrator.stream(request):
-                parts.append(chunk)
-                yield ev.Event(ev.REPORT_DELTA, {"text": chunk})
-        except NarratorUnavailable as exc:
-            log.warning("narrator_unavailable", case_id=case.case_id, narrator=narrator.info.name)
-            discarded = bool(parts)
-            notices.append("narrator_fallback")  # a code: the PDF and page localize it
-            yield ev.Event(
-                ev.NARRATOR_FALLBACK,
-                {
-                    "from": narrator.info.name,
-                    "to": deps.fallback_narrator.info.name,
-                    "reason": str(exc)[:200],
-                    "partial_discarded": discarded,
-                },
-            )
-            narrator, parts = deps.fallback_narrator, []
-            async for chunk in narrator.stream(request):
-                parts.append(chunk)
-                yield ev.Event(ev.REPORT_DELTA, {"text": chunk})
+        notices: list[str] = []
+        parts: list[str] = []
+        narrator = deps.narrator
+        for fallback in (deps.fallback_narrator, None):
+            parts = []
+            try:
+                async for chunk in narrator.stream(request):
+                    parts.append(chunk)
+                    yield ev.Event(ev.REPORT_DELTA, {"text": chunk})
+                break
+            except NarratorUnavailable as exc:
+                if fallback is None:
+                    raise
+                log.warning(
+                    "narrator_unavailable", case_id=case.case_id, narrator=narrator.info.name
+                )
+                notices.append("narrator_fallback")  # a code: the PDF and page localize it
+                yield ev.Event(
+                    ev.NARRATOR_FALLBACK,
+                    {
+                        "from": narrator.info.name,
+                        "to": fallback.info.name,
+                        "reason": str(exc)[:200],
+                        "partial_discarded": bool(parts),
+                    },
+                )
+                narrator = fallback
         narrative = "".join(parts)
         report = Report(
             case_id=case.case_id,
