@@ -161,6 +161,9 @@ def _report(
         "effectiveDateTime": instant(report.created_at),
         "issued": issued_at,
         "result": [{"reference": ref} for ref in results] or None,
+        "imagingStudy": [study]
+        if (study := build.imaging_study_reference(report.source))
+        else None,
         "media": [{"comment": "Analysed photograph", "link": {"reference": media_ref}}],
         "conclusion": conclusion,
         "conclusionCode": [codes.condition_concept(report.classification.label)]

@@ -111,9 +111,12 @@ def media(
         )
     elif url:
         content["url"] = url
+    identifiers = [{"system": f"{codes.PROJECT_SID}/image-sha256", "value": source.sha256}]
+    if sop_uid := source.dicom.get("SOPInstanceUID"):
+        identifiers.append(dicom_uid(sop_uid))
     resource: Json = {
         "resourceType": "Media",
-        "identifier": [{"system": f"{codes.PROJECT_SID}/image-sha256", "value": source.sha256}],
+        "identifier": identifiers,
         "status": "completed",
         "type": {"coding": [dict(codes.MEDIA_TYPE_IMAGE)]},
         "width": source.width,
@@ -123,6 +126,19 @@ def media(
     if subject:
         resource["subject"] = subject
     return resource
+
+
+def dicom_uid(uid: str) -> Json:
+    """Identifier for a DICOM UID (FHIR R4: system urn:dicom:uid, value urn:oid:<uid>)."""
+    return {"system": "urn:dicom:uid", "value": f"urn:oid:{uid}"}
+
+
+def imaging_study_reference(source: SourceImage) -> Json | None:
+    """Logical reference to the DICOM study the photo came from, when it came as DICOM."""
+    study = source.dicom.get("StudyInstanceUID")
+    if not study:
+        return None
+    return {"type": "ImagingStudy", "identifier": dicom_uid(study)}
 
 
 def sha1_base64(data: bytes) -> str:

@@ -78,6 +78,15 @@ def test_dicom_diagnose_end_to_end(live_server: LiveServer, skin_photo: Image.Im
     assert (tmp_path / "x.pdf").read_bytes() == pdf
     fhir = httpx.get(live_server.url + body["links"]["fhir"]).json()
     assert_valid_r4(fhir, shared_dir)
+    study = {"system": "urn:dicom:uid", "value": f"urn:oid:{source.StudyInstanceUID}"}
+    assert fhir["imagingStudy"][0]["identifier"] == study
+    media = next(r for r in fhir["contained"] if r["resourceType"] == "Media")
+    assert {"system": "urn:dicom:uid", "value": f"urn:oid:{source.SOPInstanceUID}"} in media[
+        "identifier"
+    ]
+    text = subprocess.run(["pdftotext", "-", "-"], input=pdf, capture_output=True, check=True)
+    flat = "".join(text.stdout.decode().split())  # long UIDs wrap across lines in the PDF
+    assert source.StudyInstanceUID in flat
 
 
 @pytest.mark.parametrize("name", NEGATIVES)
