@@ -11,29 +11,21 @@ from pathlib import Path
 
 def _cmd_train(args: argparse.Namespace) -> int:
     name = args.name or f"skinscreen-{args.arch}"
+    # only what the user set overrides the recipe's own defaults
+    overrides = {
+        key: getattr(args, key)
+        for key in ("epochs", "imgsz", "batch", "seed")
+        if getattr(args, key) is not None
+    }
+    data, out, work = Path(args.data), Path(args.out), Path(args.work_dir)
     if args.arch.startswith("efficientnet"):
         from service.training.effnet import EffnetRecipe, train_effnet
 
-        effnet_recipe = EffnetRecipe(
-            epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, seed=args.seed
-        )
-        train_effnet(
-            Path(args.data),
-            Path(args.out),
-            name,
-            effnet_recipe,
-            Path(args.work_dir),
-            version=args.version,
-        )
+        train_effnet(data, out, name, EffnetRecipe(**overrides), work, version=args.version)
         return 0
     from service.training.yolo import YoloRecipe, train_yolo
 
-    recipe = YoloRecipe(
-        arch=args.arch, epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, seed=args.seed
-    )
-    train_yolo(
-        Path(args.data), Path(args.out), name, recipe, Path(args.work_dir), version=args.version
-    )
+    train_yolo(data, out, name, YoloRecipe(arch=args.arch, **overrides), work, version=args.version)
     return 0
 
 
@@ -126,10 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
         default="yolov8n-cls",
         help="Ultralytics YAML name (yolov8n-cls, yolov8s-cls) or efficientnet-lite0",
     )
-    train.add_argument("--epochs", type=int, default=30)
-    train.add_argument("--imgsz", type=int, default=224)
-    train.add_argument("--batch", type=int, default=32)
-    train.add_argument("--seed", type=int, default=20261125)
+    train.add_argument("--epochs", type=int, default=None, help="default: the recipe's")
+    train.add_argument("--imgsz", type=int, default=None, help="default: the recipe's (224)")
+    train.add_argument("--batch", type=int, default=None, help="default: the recipe's (32)")
+    train.add_argument("--seed", type=int, default=None, help="default: the recipe's")
     train.add_argument("--name", default=None, help="model name (file stem in --out)")
     train.add_argument("--version", default="1.0.0")
     train.add_argument("--out", default="models")

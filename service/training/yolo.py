@@ -81,7 +81,8 @@ def train_yolo(
         plots=True,
         verbose=True,
     )
-    best = Path(model.trainer.save_dir) / "weights" / "best.pt"
+    trainer: Any = model.trainer  # set by train(); where Ultralytics really saved the run
+    best = Path(trainer.save_dir) / "weights" / "best.pt"
     onnx_file = Path(
         YOLO(str(best), task="classify").export(format="onnx", imgsz=recipe.imgsz, dynamic=True)
     )
