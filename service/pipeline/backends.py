@@ -49,6 +49,15 @@ def resolve_backend(settings: Settings) -> str:
     return default_backend(settings) if settings.classifier == "default" else settings.classifier
 
 
+def ensemble_temperature(settings: Settings) -> float:
+    """The ensemble's own calibration temperature (1.0 when its card has none)."""
+    path = settings.models_dir / ENSEMBLE_CARD
+    if not path.is_file():
+        return 1.0
+    card = json.loads(path.read_text(encoding="utf-8"))
+    return float(card.get("calibration", {}).get("temperature", 1.0))
+
+
 def load_classifier(settings: Settings, backend: str | None = None) -> Classifier:
     """Load a backend once (at start-up); ONNX sessions are reused for every request."""
     name = backend or resolve_backend(settings)
@@ -57,6 +66,7 @@ def load_classifier(settings: Settings, backend: str | None = None) -> Classifie
             [
                 OnnxClassifier.from_card_path(card_path(settings, b), settings.onnx_threads)
                 for b in ("yolo", "effnet")
-            ]
+            ],
+            temperature=ensemble_temperature(settings),
         )
     return OnnxClassifier.from_card_path(card_path(settings, name), settings.onnx_threads)

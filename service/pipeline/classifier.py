@@ -112,9 +112,13 @@ class OnnxClassifier:
 
 
 class EnsembleClassifier:
-    """Mean of the members' calibrated probabilities."""
+    """Mean of the members' calibrated probabilities, re-calibrated by one ensemble temperature.
 
-    def __init__(self, members: Sequence[Classifier]) -> None:
+    Averaging a strong and a weak member flattens the distribution (under-confidence); the
+    ensemble card's temperature (fitted on val like the members') sharpens it back.
+    """
+
+    def __init__(self, members: Sequence[Classifier], temperature: float = 1.0) -> None:
         if not members:
             raise ValueError("an ensemble needs at least one member")
         classes = members[0].classes
@@ -122,14 +126,16 @@ class EnsembleClassifier:
             raise ValueError("ensemble members disagree on classes")
         self.members = tuple(members)
         self.classes = classes
+        self.temperature = temperature
         joined = "+".join(m.info.name for m in members)
         digest = hashlib.sha256("".join(m.info.sha256 for m in members).encode()).hexdigest()
         self.info = ModelInfo(name=f"ensemble({joined})", version="1", sha256=digest)
 
     def logits(self, images: Sequence[Image.Image]) -> FloatArray:
-        return np.log(np.clip(self.probabilities(images), 1e-12, 1.0))
+        """Log of the members' mean calibrated probability (before the ensemble temperature)."""
+        stacked = np.stack([m.probabilities(images) for m in self.members])
+        log_mean: FloatArray = np.log(np.clip(stacked.mean(axis=0), 1e-12, 1.0))
+        return log_mean
 
     def probabilities(self, images: Sequence[Image.Image]) -> FloatArray:
-        stacked = np.stack([m.probabilities(images) for m in self.members])
-        result: FloatArray = stacked.mean(axis=0)
-        return result
+        return softmax(self.logits(images), self.temperature)
