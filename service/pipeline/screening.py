@@ -1,0 +1,123 @@
+"""The gate around classification: quality checks, one classifier pass, one verdict.
+
+`rejected`: the image is unusable (a quality reason) or not a skin photo (`not_skin`).
+`inconclusive`: a usable skin photo on which the model is unsure (`low_confidence`: calibrated
+top probability under `inconclusive_below`; `ambiguous`: top-1 minus top-2 under
+`inconclusive_margin`). `ok` otherwise. The Classification carries the same status and reasons.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image
+
+from service.logging import get_logger
+from service.pipeline.classifier import Classifier, classification_from
+from service.pipeline.domain import Classification, GateOutcome, Status
+from service.pipeline.gate import AMBIGUOUS, LOW_CONFIDENCE, NOT_SKIN, measure, quality_reasons
+from service.pipeline.gate_config import GateConfig, OodThreshold, QualityThresholds
+from service.pipeline.ood import forward
+
+log = get_logger(__name__)
+
+
+def confidence_reasons(
+    probabilities: npt.NDArray[np.floating], below: float, margin: float
+) -> tuple[str, ...]:
+    """`low_confidence` and/or `ambiguous` for one calibrated probability vector."""
+    top2 = np.sort(np.asarray(probabilities, dtype=np.float64))[::-1][:2]
+    second = float(top2[1]) if top2.size > 1 else 0.0
+    reasons = []
+    if float(top2[0]) < below:
+        reasons.append(LOW_CONFIDENCE)
+    if float(top2[0]) - second < margin - 1e-9:  # tolerate float rounding at the bound
+        reasons.append(AMBIGUOUS)
+    return tuple(reasons)
+
+
+def is_not_skin(
+    m: dict[str, float], score: float | None, q: QualityThresholds, ood: OodThreshold | None
+) -> bool:
+    """Too few skin-toned pixels or noise-like, or unfamiliar to the model, or some of both."""
+    skin_fraction = m["skin_fraction"]
+    if skin_fraction < q.min_skin_fraction or m["noise_ratio"] > q.max_noise_ratio:
+        return True
+    if ood is None or score is None:
+        return False
+    if score < ood.threshold:
+        return True
+    return skin_fraction < q.soft_skin_fraction and score < ood.soft_threshold
+
+
+def verdict(
+    quality: tuple[str, ...], not_skin: bool, confidence: tuple[str, ...]
+) -> tuple[Status, tuple[str, ...]]:
+    """Rejection reasons win over uncertainty; no reason at all is `ok`."""
+    rejected = (*quality, NOT_SKIN) if not_skin else quality
+    if rejected:
+        return "rejected", rejected
+    if confidence:
+        return "inconclusive", confidence
+    return "ok", ()
+
+
+class Screener:
+    """Runs the gate and the classifier once per image. Thread-safe (no mutable state)."""
+
+    def __init__(
+        self,
+        classifier: Classifier,
+        config: GateConfig,
+        inconclusive_below: float,
+        inconclusive_margin: float,
+    ) -> None:
+        self.classifier = classifier
+        self.config = config
+        self.inconclusive_below = inconclusive_below
+        self.inconclusive_margin = inconclusive_margin
+        self.ood = config.ood_for(classifier.info)
+        if self.ood is None:
+            log.warning("gate.ood_uncalibrated", model=classifier.info.name)
+
+    def screen(self, image: Image.Image) -> tuple[GateOutcome, Classification]:
+        """Gate outcome and classification of one RGB image."""
+        return self.screen_batch([image])[0]
+
+    def screen_batch(
+        self, images: Sequence[Image.Image]
+    ) -> list[tuple[GateOutcome, Classification]]:
+        """`screen` for many images with one batched classifier pass."""
+        if not images:
+            return []
+        started = time.perf_counter()
+        model_pass = forward(self.classifier, images)
+        probabilities = model_pass.probabilities
+        scores = model_pass.score(self.ood.score) if self.ood else None
+        results = []
+        for index, image in enumerate(images):
+            m = measure(image)
+            score = float(scores[index]) if scores is not None else None
+            if score is not None:
+                m["ood_score"] = score
+            not_skin = is_not_skin(m, score, self.config.quality, self.ood)
+            status, reasons = verdict(
+                quality_reasons(m, self.config.quality),
+                not_skin,
+                confidence_reasons(
+                    probabilities[index], self.inconclusive_below, self.inconclusive_margin
+                ),
+            )
+            base = classification_from(probabilities[index], self.classifier)
+            results.append(
+                (
+                    GateOutcome(status=status, reasons=reasons, measurements=m),
+                    Classification(base.probabilities, base.model, status, reasons),
+                )
+            )
+            log.info("gate.screened", status=status, reasons=list(reasons))
+        log.debug("gate.batch", images=len(images), ms=round(1e3 * (time.perf_counter() - started)))
+        return results
