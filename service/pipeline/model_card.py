@@ -50,6 +50,11 @@ class ModelCard:
         return str(self.raw.get("output", "probabilities"))
 
     @property
+    def outputs(self) -> tuple[str, ...]:
+        """Names of the graph's outputs when the card lists them (output 0 is `output`)."""
+        return tuple(str(name) for name in self.raw.get("outputs", ()))
+
+    @property
     def temperature(self) -> float:
         return float(self.raw.get("calibration", {}).get("temperature", 1.0))
 

@@ -43,11 +43,15 @@ def ship_model(
     std: tuple[float, float, float],
     output: str,
     recipe: dict[str, Any],
+    outputs: tuple[str, ...] = (),
     extra_files: dict[str, str] | None = None,
     training_log: dict[str, Any] | None = None,
     progress: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Write `out_dir/<name>.json` for `out_dir/<name>.onnx`, with calibrated val metrics."""
+    """Write `out_dir/<name>.json` for `out_dir/<name>.onnx`, with calibrated val metrics.
+
+    `outputs` names the graph's outputs when it has more than the classifier's (e.g. features).
+    """
     classes = tuple(sorted(p.name for p in (data / "train").iterdir() if p.is_dir()))
     onnx_path = out_dir / f"{name}.onnx"
     weights: dict[str, str] = {"onnx": onnx_path.name, "onnx_sha256": file_sha256(onnx_path)}
@@ -69,6 +73,7 @@ def ship_model(
             "std": list(std),
         },
         "output": output,
+        **({"outputs": list(outputs)} if outputs else {}),
         "weights": weights,
         "training": {"recipe": recipe, "data": {"path": str(data), **dataset_fingerprint(data)}},
     }

@@ -20,8 +20,13 @@ from tests.integration.conftest import LiveServer
 from tests.unit.test_fhir_validation import assert_valid_r4
 
 DICOM = "application/dicom"
-NEGATIVES = ["dicom4ortho__test.dcm", "dwv__nema-vl2_j2kr.dcm", "fo-dicom__GH195.dcm",
-             "fo-dicom__JPEGwithIcon.dcm", "fo-dicom__VL5_J2KI.dcm"]
+NEGATIVES = [
+    "dicom4ortho__test.dcm",
+    "dwv__nema-vl2_j2kr.dcm",
+    "fo-dicom__GH195.dcm",
+    "fo-dicom__JPEGwithIcon.dcm",
+    "fo-dicom__VL5_J2KI.dcm",
+]
 
 
 @pytest.fixture(scope="module")
@@ -41,21 +46,31 @@ def wait_done(server: LiveServer, job_id: str) -> str:
 
 @pytest.mark.parametrize("jpeg", [False, True], ids=["uncompressed", "jpeg-baseline"])
 @pytest.mark.parametrize("builder", [factory.vl_photo, factory.dermoscopic], ids=["vl", "derm"])
-def test_dicom_upload_classifies(live_server: LiveServer, skin_photo: Image.Image, jpeg: bool,
-                                 builder) -> None:  # type: ignore[no-untyped-def]
+def test_dicom_upload_classifies(
+    live_server: LiveServer, skin_photo: Image.Image, jpeg: bool, builder
+) -> None:  # type: ignore[no-untyped-def]
     body = builder(skin_photo, jpeg=jpeg)
-    r = httpx.post(f"{live_server.url}/api/v1/classify", content=body,
-                   headers={"content-type": DICOM}, timeout=30)
+    r = httpx.post(
+        f"{live_server.url}/api/v1/classify",
+        content=body,
+        headers={"content-type": DICOM},
+        timeout=30,
+    )
     assert r.status_code == 200, r.text
     assert r.json()["status"] in ("ok", "inconclusive")
 
 
-def test_dicom_diagnose_end_to_end(live_server: LiveServer, skin_photo: Image.Image,
-                                   tmp_path: Path, shared_dir: Path) -> None:
+def test_dicom_diagnose_end_to_end(
+    live_server: LiveServer, skin_photo: Image.Image, tmp_path: Path, shared_dir: Path
+) -> None:
     instance = factory.vl_photo(skin_photo, jpeg=True)
     source = dcmread(io.BytesIO(instance))
-    r = httpx.post(f"{live_server.url}/api/v1/diagnose", files={"image": ("x.dcm", instance, DICOM)},
-                   data={"language": "ko"}, timeout=60)
+    r = httpx.post(
+        f"{live_server.url}/api/v1/diagnose",
+        files={"image": ("x.dcm", instance, DICOM)},
+        data={"language": "ko"},
+        timeout=60,
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     report = body["report"]
@@ -70,11 +85,18 @@ def test_dicom_diagnose_end_to_end(live_server: LiveServer, skin_photo: Image.Im
     pdf = httpx.get(live_server.url + body["links"]["pdf"]).content
     path = tmp_path / "report.dcm"
     path.write_bytes(dcm)
-    verdict = subprocess.run([shutil.which("dciodvfy") or "dciodvfy", str(path)],
-                             capture_output=True, text=True, timeout=60)
+    verdict = subprocess.run(
+        [shutil.which("dciodvfy") or "dciodvfy", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert "Error" not in verdict.stderr + verdict.stdout, verdict.stderr
-    subprocess.run([shutil.which("dcm2pdf") or "dcm2pdf", str(path), str(tmp_path / "x.pdf")],
-                   check=True, timeout=60)
+    subprocess.run(
+        [shutil.which("dcm2pdf") or "dcm2pdf", str(path), str(tmp_path / "x.pdf")],
+        check=True,
+        timeout=60,
+    )
     assert (tmp_path / "x.pdf").read_bytes() == pdf
     fhir = httpx.get(live_server.url + body["links"]["fhir"]).json()
     assert_valid_r4(fhir, shared_dir)
@@ -90,11 +112,16 @@ def test_dicom_diagnose_end_to_end(live_server: LiveServer, skin_photo: Image.Im
 
 
 @pytest.mark.parametrize("name", NEGATIVES)
-def test_shared_negatives_accepted_then_rejected(live_server: LiveServer, shared_dir: Path,
-                                                 name: str) -> None:
+def test_shared_negatives_accepted_then_rejected(
+    live_server: LiveServer, shared_dir: Path, name: str
+) -> None:
     body = (shared_dir / "dicom" / name).read_bytes()
-    r = httpx.post(f"{live_server.url}/api/v1/classify", content=body,
-                   headers={"content-type": DICOM}, timeout=60)
+    r = httpx.post(
+        f"{live_server.url}/api/v1/classify",
+        content=body,
+        headers={"content-type": DICOM},
+        timeout=60,
+    )
     assert r.status_code == 200, r.text
     result = r.json()
     assert result["status"] == "rejected" and result["reasons"], result
@@ -103,30 +130,37 @@ def test_shared_negatives_accepted_then_rejected(live_server: LiveServer, shared
 
 def test_multiframe_refused(live_server: LiveServer, shared_dir: Path) -> None:
     body = (shared_dir / "dicom" / "fo-dicom__multiframe.dcm").read_bytes()
-    r = httpx.post(f"{live_server.url}/api/v1/classify", content=body,
-                   headers={"content-type": DICOM})
+    r = httpx.post(
+        f"{live_server.url}/api/v1/classify", content=body, headers={"content-type": DICOM}
+    )
     assert r.status_code == 422
     assert r.headers["content-type"].startswith("application/problem+json")
 
 
-@pytest.mark.parametrize("builder", ["without_preamble", "truncated", "without_pixel_data",
-                                     "wrong_pixel_length"])
+@pytest.mark.parametrize(
+    "builder", ["without_preamble", "truncated", "without_pixel_data", "wrong_pixel_length"]
+)
 def test_bad_dicom_is_4xx(live_server: LiveServer, skin_photo: Image.Image, builder: str) -> None:
     body = getattr(factory, builder)(skin_photo)
-    r = httpx.post(f"{live_server.url}/api/v1/analyze", content=body,
-                   headers={"content-type": DICOM})
+    r = httpx.post(
+        f"{live_server.url}/api/v1/analyze", content=body, headers={"content-type": DICOM}
+    )
     assert 400 <= r.status_code < 500, r.text
     assert r.headers["content-type"].startswith("application/problem+json")
 
 
 def test_sr_is_422(live_server: LiveServer) -> None:
-    r = httpx.post(f"{live_server.url}/api/v1/classify", content=factory.text_sr(),
-                   headers={"content-type": DICOM})
+    r = httpx.post(
+        f"{live_server.url}/api/v1/classify",
+        content=factory.text_sr(),
+        headers={"content-type": DICOM},
+    )
     assert r.status_code == 422
 
 
-def test_stow_rs_with_dicomweb_client(live_server: LiveServer, skin_photo: Image.Image,
-                                      shared_dir: Path) -> None:
+def test_stow_rs_with_dicomweb_client(
+    live_server: LiveServer, skin_photo: Image.Image, shared_dir: Path
+) -> None:
     from dicomweb_client.api import DICOMwebClient
 
     good = dcmread(io.BytesIO(factory.dermoscopic(skin_photo, jpeg=True)))
@@ -138,19 +172,29 @@ def test_stow_rs_with_dicomweb_client(live_server: LiveServer, skin_photo: Image
     failed = response.FailedSOPSequence
     assert failed[0].ReferencedSOPInstanceUID == sr.SOPInstanceUID
     assert int(failed[0].FailureReason) > 0
-    retrieved = client.retrieve_instance(good.StudyInstanceUID, good.SeriesInstanceUID,
-                                         good.SOPInstanceUID)
+    retrieved = client.retrieve_instance(
+        good.StudyInstanceUID, good.SeriesInstanceUID, good.SOPInstanceUID
+    )
     assert retrieved.SOPInstanceUID == good.SOPInstanceUID
 
 
-def test_stow_links_and_job_outputs(live_server: LiveServer, skin_photo: Image.Image,
-                                    shared_dir: Path) -> None:
+def test_stow_links_and_job_outputs(
+    live_server: LiveServer, skin_photo: Image.Image, shared_dir: Path
+) -> None:
     instance = factory.vl_photo(skin_photo)
     boundary = "b0undary"
-    body = (f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + instance
-            + f"\r\n--{boundary}--\r\n".encode())
-    r = httpx.post(f"{live_server.url}/dicomweb/studies", content=body, headers={
-        "content-type": f'multipart/related; type="application/dicom"; boundary={boundary}'})
+    body = (
+        f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
+        + instance
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    r = httpx.post(
+        f"{live_server.url}/dicomweb/studies",
+        content=body,
+        headers={
+            "content-type": f'multipart/related; type="application/dicom"; boundary={boundary}'
+        },
+    )
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith("application/dicom+json")
     monitor = next(part for part in r.headers["link"].split(",") if 'rel="monitor"' in part)
@@ -161,26 +205,38 @@ def test_stow_links_and_job_outputs(live_server: LiveServer, skin_photo: Image.I
     assert httpx.get(f"{live_server.url}/api/v1/reports/{job_id}.dcm").status_code == 200
 
 
-@pytest.mark.parametrize("content_type,body,status", [
-    ("multipart/related; type=\"application/dicom\"", b"--x\r\n\r\n--x--", 400),
-    ("multipart/related; type=\"application/dicom\"; boundary=x", b"--x--\r\n", 400),
-    ("multipart/related; type=\"image/jpeg\"; boundary=x", b"--x--\r\n", 415),
-])
-def test_stow_bad_multipart(live_server: LiveServer, content_type: str, body: bytes,
-                            status: int) -> None:
-    r = httpx.post(f"{live_server.url}/dicomweb/studies", content=body,
-                   headers={"content-type": content_type})
+@pytest.mark.parametrize(
+    "content_type,body,status",
+    [
+        ('multipart/related; type="application/dicom"', b"--x\r\n\r\n--x--", 400),
+        ('multipart/related; type="application/dicom"; boundary=x', b"--x--\r\n", 400),
+        ('multipart/related; type="image/jpeg"; boundary=x', b"--x--\r\n", 415),
+    ],
+)
+def test_stow_bad_multipart(
+    live_server: LiveServer, content_type: str, body: bytes, status: int
+) -> None:
+    r = httpx.post(
+        f"{live_server.url}/dicomweb/studies", content=body, headers={"content-type": content_type}
+    )
     assert r.status_code == status, r.text
 
 
-def test_no_phi_in_server_logs(live_server: LiveServer, shared_dir: Path,
-                               skin_photo: Image.Image) -> None:
+def test_no_phi_in_server_logs(
+    live_server: LiveServer, shared_dir: Path, skin_photo: Image.Image
+) -> None:
     # runs last in this module: by now the server has seen every DICOM above
-    httpx.post(f"{live_server.url}/api/v1/diagnose",
-               content=(shared_dir / "dicom" / "fo-dicom__JPEGwithIcon.dcm").read_bytes(),
-               headers={"content-type": DICOM}, timeout=60)
-    httpx.post(f"{live_server.url}/api/v1/classify",
-               content=factory.truncated(skin_photo), headers={"content-type": DICOM})
+    httpx.post(
+        f"{live_server.url}/api/v1/diagnose",
+        content=(shared_dir / "dicom" / "fo-dicom__JPEGwithIcon.dcm").read_bytes(),
+        headers={"content-type": DICOM},
+        timeout=60,
+    )
+    httpx.post(
+        f"{live_server.url}/api/v1/classify",
+        content=factory.truncated(skin_photo),
+        headers={"content-type": DICOM},
+    )
     logs = live_server.logs()
     for secret in ("Testepastient", "04129700489", "홍", "KR-20240001", "19800215"):
         assert secret not in logs, f"PHI {secret!r} found in logs"

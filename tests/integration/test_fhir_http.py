@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.integration.conftest import LiveServer
 from tests.unit.test_fhir_validation import assert_valid_r4
@@ -55,7 +54,9 @@ def post(server: LiveServer, body: Any, **headers: str) -> httpx.Response:
     )
 
 
-def test_parameters_sync_report(live_server: LiveServer, skin_jpeg: bytes, shared_dir: Path) -> None:
+def test_parameters_sync_report(
+    live_server: LiveServer, skin_jpeg: bytes, shared_dir: Path
+) -> None:
     r = post(live_server, parameters(skin_jpeg, language="vi"))
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith(FHIR)
@@ -69,8 +70,9 @@ def test_parameters_sync_report(live_server: LiveServer, skin_jpeg: bytes, share
     assert pdf.startswith(b"%PDF") and form["size"] == len(pdf) and form["language"] == "vi"
     read = httpx.get(f"{live_server.url}/fhir/DiagnosticReport/{report['id']}")
     assert read.status_code == 200 and read.json()["id"] == report["id"]
-    raw = httpx.get(f"{live_server.url}/fhir/Binary/{report['id']}",
-                    headers={"accept": "application/pdf"})
+    raw = httpx.get(
+        f"{live_server.url}/fhir/Binary/{report['id']}", headers={"accept": "application/pdf"}
+    )
     assert raw.content == pdf
     binary = httpx.get(f"{live_server.url}/fhir/Binary/{report['id']}", headers={"accept": FHIR})
     assert_valid_r4(binary.json(), shared_dir)
@@ -89,8 +91,10 @@ def test_synthea_bundles_give_reports_for_their_patient(
                     "resourceType": "Media",
                     "status": "completed",
                     "subject": {"reference": patient["fullUrl"]},
-                    "content": {"contentType": "image/jpeg",
-                                "data": base64.b64encode(skin_jpeg).decode()},
+                    "content": {
+                        "contentType": "image/jpeg",
+                        "data": base64.b64encode(skin_jpeg).decode(),
+                    },
                 },
                 "request": {"method": "POST", "url": "Media"},
             }
@@ -113,7 +117,9 @@ def test_bundle_output(live_server: LiveServer, skin_jpeg: bytes, shared_dir: Pa
     assert all(e["fullUrl"].startswith("urn:uuid:") for e in bundle["entry"])
 
 
-def test_async_poll_then_result(live_server: LiveServer, skin_jpeg: bytes, shared_dir: Path) -> None:
+def test_async_poll_then_result(
+    live_server: LiveServer, skin_jpeg: bytes, shared_dir: Path
+) -> None:
     r = post(live_server, parameters(skin_jpeg), prefer="respond-async")
     assert r.status_code == 202
     status_url = r.headers["content-location"]
@@ -130,7 +136,9 @@ def test_async_poll_then_result(live_server: LiveServer, skin_jpeg: bytes, share
     assert_valid_r4(poll.json(), shared_dir)
 
 
-def test_media_example_gif_flows_through_the_gate(live_server: LiveServer, shared_dir: Path) -> None:
+def test_media_example_gif_flows_through_the_gate(
+    live_server: LiveServer, shared_dir: Path
+) -> None:
     media = json.loads((shared_dir / "fhir/r4/examples/Media-example.json").read_text())
     body = {"resourceType": "Parameters", "parameter": [{"name": "image", "resource": media}]}
     r = post(live_server, body)
@@ -164,36 +172,68 @@ def outcome(r: httpx.Response, status: int, shared_dir: Path) -> dict[str, Any]:
     return body
 
 
-def test_errors_are_operation_outcomes(live_server: LiveServer, skin_jpeg: bytes, shared_dir: Path) -> None:
+def test_errors_are_operation_outcomes(
+    live_server: LiveServer, skin_jpeg: bytes, shared_dir: Path
+) -> None:
     outcome(post(live_server, b"{not json"), 400, shared_dir)
     outcome(post(live_server, {"foo": 1}), 400, shared_dir)
     outcome(post(live_server, {"resourceType": "Patient"}), 422, shared_dir)
-    no_image = {"resourceType": "Parameters", "parameter": [{"name": "language", "valueCode": "en"}]}
+    no_image = {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "language", "valueCode": "en"}],
+    }
     outcome(post(live_server, no_image), 422, shared_dir)
     sound = json.loads((shared_dir / "fhir/r4/examples/Media-sound.json").read_text())
-    body = outcome(post(live_server, {"resourceType": "Parameters",
-                                      "parameter": [{"name": "image", "resource": sound}]}),
-                   422, shared_dir)
+    body = outcome(
+        post(
+            live_server,
+            {"resourceType": "Parameters", "parameter": [{"name": "image", "resource": sound}]},
+        ),
+        422,
+        shared_dir,
+    )
     assert body["issue"][0]["expression"]
-    foreign = {"resourceType": "Parameters", "parameter": [
-        {"name": "image", "valueAttachment": {"contentType": "image/jpeg",
-                                              "url": "http://169.254.169.254/latest/x.jpg"}}]}
+    foreign = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {
+                "name": "image",
+                "valueAttachment": {
+                    "contentType": "image/jpeg",
+                    "url": "http://169.254.169.254/latest/x.jpg",
+                },
+            }
+        ],
+    }
     outcome(post(live_server, foreign), 422, shared_dir)
-    outcome(post(live_server, parameters(skin_jpeg), accept="application/fhir+xml"), 406, shared_dir)
+    outcome(
+        post(live_server, parameters(skin_jpeg), accept="application/fhir+xml"), 406, shared_dir
+    )
     r = httpx.get(f"{live_server.url}/fhir/metadata", headers={"accept": "application/fhir+xml"})
     outcome(r, 406, shared_dir)
-    r = httpx.post(f"{live_server.url}/fhir/DiagnosticReport/$diagnose",
-                   content=json.dumps(parameters(skin_jpeg)),
-                   headers={"content-type": "application/fhir+json; fhirVersion=5.0"})
+    r = httpx.post(
+        f"{live_server.url}/fhir/DiagnosticReport/$diagnose",
+        content=json.dumps(parameters(skin_jpeg)),
+        headers={"content-type": "application/fhir+json; fhirVersion=5.0"},
+    )
     outcome(r, 415, shared_dir)
-    r = httpx.post(f"{live_server.url}/fhir/DiagnosticReport/$diagnose", content=b"<x/>",
-                   headers={"content-type": "application/fhir+xml"})
+    r = httpx.post(
+        f"{live_server.url}/fhir/DiagnosticReport/$diagnose",
+        content=b"<x/>",
+        headers={"content-type": "application/fhir+xml"},
+    )
     outcome(r, 415, shared_dir)
     outcome(httpx.get(f"{live_server.url}/fhir/DiagnosticReport/{'f' * 32}"), 404, shared_dir)
 
 
 def test_30_mb_payload_is_413(live_server: LiveServer, shared_dir: Path) -> None:
-    big = {"resourceType": "Parameters", "parameter": [
-        {"name": "image", "valueAttachment": {"contentType": "image/jpeg",
-                                              "data": "A" * (30 * 1024 * 1024)}}]}
+    big = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {
+                "name": "image",
+                "valueAttachment": {"contentType": "image/jpeg", "data": "A" * (30 * 1024 * 1024)},
+            }
+        ],
+    }
     outcome(post(live_server, big), 413, shared_dir)
