@@ -50,7 +50,7 @@ def _require_browser() -> None:
         pytest.skip(message)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     """One headless chromium for the session."""
     _require_browser()
@@ -62,7 +62,7 @@ def browser() -> Iterator[Browser]:
         instance.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def web_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """The service (default settings) on loopback."""
     _require_browser()

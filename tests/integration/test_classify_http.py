@@ -58,24 +58,33 @@ def test_png_and_webp(live_server: LiveServer, skin_jpeg: bytes, fmt: str) -> No
 
 
 def test_exif_orientation_applied(live_server: LiveServer, skin_jpeg: bytes) -> None:
-    upright = Image.open(io.BytesIO(skin_jpeg))
-    rotated = upright.transpose(Image.Transpose.ROTATE_90)
+    """A photo stored sideways with an EXIF orientation tag is classified upright.
+
+    PNG keeps the pixels exact, so both uploads must give the same probabilities.
+    """
+    upright = Image.open(io.BytesIO(skin_jpeg)).convert("RGB")
+    sideways = upright.transpose(Image.Transpose.ROTATE_90)
     exif = Image.Exif()
-    exif[0x0112] = 6  # "rotate 90 CW to view": undoes the counter-clockwise ROTATE_90 above
-    buffer = io.BytesIO()
-    rotated.save(buffer, format="JPEG", quality=95, exif=exif)
-    a = httpx.post(
-        f"{live_server.url}/api/v1/classify",
-        content=jpeg_bytes(upright, 95),
-        headers={"content-type": "image/jpeg"},
-    ).json()
-    b = httpx.post(
-        f"{live_server.url}/api/v1/classify",
-        content=buffer.getvalue(),
-        headers={"content-type": "image/jpeg"},
-    ).json()
+    exif[0x0112] = 6  # "rotate 90° clockwise to view": undoes the counter-clockwise ROTATE_90
+    tagged, plain, unrotated = io.BytesIO(), io.BytesIO(), io.BytesIO()
+    sideways.save(tagged, format="PNG", exif=exif)
+    upright.save(plain, format="PNG")
+    sideways.save(unrotated, format="PNG")
+
+    def classify(body: bytes) -> dict[str, float]:
+        r = httpx.post(
+            f"{live_server.url}/api/v1/classify",
+            content=body,
+            headers={"content-type": "image/png"},
+        )
+        probabilities: dict[str, float] = r.json()["probabilities"]
+        return probabilities
+
+    expected, got = classify(plain.getvalue()), classify(tagged.getvalue())
     for cls in CLASSES:
-        assert a["probabilities"][cls] == pytest.approx(b["probabilities"][cls], abs=0.02)
+        assert got[cls] == pytest.approx(expected[cls], abs=1e-5)
+    ignored = classify(unrotated.getvalue())
+    assert any(abs(ignored[c] - expected[c]) > 1e-4 for c in CLASSES), "rotation must matter"
 
 
 def _png_bomb(width: int, height: int) -> bytes:
