@@ -129,3 +129,24 @@ async def test_keepalive_while_waiting(tmp_path: Path) -> None:
     async for event in manager.follow(job, keepalive_s=0.01):
         seen_none = seen_none or event is None
     assert seen_none
+
+
+class BrokenNarrator(SlowNarrator):
+    """Fails after two chunks, as a buggy backend would."""
+
+    async def stream(self, request: NarrationRequest) -> AsyncIterator[str]:
+        yield "first "
+        yield "second "
+        raise RuntimeError("backend exploded")
+
+
+async def test_a_narrator_exception_ends_the_stream_with_an_error_event(tmp_path: Path) -> None:
+    manager = make_manager(tmp_path, BrokenNarrator(0))
+    job = manager.start(make_case("e" * 32))
+    events = await asyncio.wait_for(manager.wait(job), 5)
+    assert [e.name for e in events][-3:] == ["report.delta", "report.delta", "error"]
+    problem = events[-1].data
+    assert problem["status"] == 500 and problem["stage"] == "narrate"
+    assert "exploded" not in problem["detail"]  # internals do not leak to clients
+    record = manager.get(job)
+    assert record is not None and record.status == "failed"
