@@ -17,6 +17,8 @@ from service.pipeline.model_card import ModelCard
 from service.pipeline.preprocess import classify_tensor
 
 FloatArray = npt.NDArray[np.float64]
+FeatureArray = npt.NDArray[np.float32]
+FEATURES_OUTPUT = "features"
 
 
 class ModelIntegrityError(RuntimeError):
@@ -80,6 +82,11 @@ class OnnxClassifier:
         )
         self._input = self._session.get_inputs()[0].name
         self._fixed_batch = isinstance(self._session.get_inputs()[0].shape[0], int)
+        graph_outputs = [o.name for o in self._session.get_outputs()]
+        self.has_features = FEATURES_OUTPUT in card.outputs
+        if self.has_features and FEATURES_OUTPUT not in graph_outputs:
+            raise ModelIntegrityError(f"{card.onnx_path.name}: no `{FEATURES_OUTPUT}` output")
+        self._outputs = [graph_outputs[0], *([FEATURES_OUTPUT] if self.has_features else [])]
 
     @classmethod
     def from_card_path(cls, path: Path, threads: int = 2) -> OnnxClassifier:
@@ -90,18 +97,32 @@ class OnnxClassifier:
         """The exact inference transform of this model."""
         return classify_tensor(image, self.card.imgsz, self.card.mean, self.card.std)
 
-    def logits(self, images: Sequence[Image.Image]) -> FloatArray:
+    def forward(self, images: Sequence[Image.Image]) -> tuple[FloatArray, FeatureArray | None]:
+        """Logits (as `logits` returns them) and, if the card lists them, the pooled features.
+
+        One session run gives both; features are None for a graph without that output.
+        """
         batch = np.stack([self.preprocess(image) for image in images])
         if self._fixed_batch:
-            rows = [self._session.run(None, {self._input: row[None]})[0] for row in batch]
-            raw = np.concatenate(rows, axis=0)
+            rows = [self._session.run(self._outputs, {self._input: row[None]}) for row in batch]
+            raw = [np.concatenate(parts, axis=0) for parts in zip(*rows, strict=True)]
         else:
-            raw = self._session.run(None, {self._input: batch})[0]
-        values: FloatArray = np.asarray(raw, dtype=np.float64)
+            raw = self._session.run(self._outputs, {self._input: batch})
+        values: FloatArray = np.asarray(raw[0], dtype=np.float64)
         if self.card.output == "probabilities":
-            log_probs: FloatArray = np.log(np.clip(values, 1e-12, 1.0))
-            return log_probs
-        return values
+            values = np.log(np.clip(values, 1e-12, 1.0))
+        features = np.asarray(raw[1], dtype=np.float32) if self.has_features else None
+        return values, features
+
+    def logits(self, images: Sequence[Image.Image]) -> FloatArray:
+        return self.forward(images)[0]
+
+    def features(self, images: Sequence[Image.Image]) -> FeatureArray:
+        """Pooled penultimate features, shape (N, D); only for a card listing `features`."""
+        features = self.forward(images)[1]
+        if features is None:
+            raise ValueError(f"{self.card.name} has no `{FEATURES_OUTPUT}` output")
+        return features
 
     def raw_probabilities(self, images: Sequence[Image.Image]) -> FloatArray:
         """Uncalibrated probabilities: exactly what the exported graph computes."""

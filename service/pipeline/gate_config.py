@@ -1,8 +1,10 @@
 """Thresholds of the quality / out-of-distribution gate, read from `models/gate.json`.
 
-Quality thresholds do not depend on the model. The out-of-distribution (OOD) threshold does,
-so it is kept per backend and tied to the weights' sha256: a retrained model does not reuse a
-stale threshold. `python -m service.training.gate_calibration` writes the file.
+Quality thresholds do not depend on the model. The out-of-distribution (OOD) thresholds do,
+so they are kept per backend and tied to the weights' sha256: a retrained model does not reuse a
+stale threshold. Logit scores are under `ood`; feature-space distances (a fitted artefact in
+`models/`, see `feature_ood`) under `features`, for backends whose graph outputs features.
+`python -m service.training.gate_calibration` writes the file.
 """
 
 from __future__ import annotations
@@ -79,15 +81,52 @@ class OodThreshold:
 
 
 @dataclass(frozen=True)
+class FeatureThreshold:
+    """Feature-distance limit of one backend: a distance above `threshold` means OOD.
+
+    The distance (Mahalanobis to the nearest class, `feature_ood`) uses the fitted artefact
+    `artefact` in the models directory, computed on the features of the model whose ONNX
+    sha256 is `features_sha256` (for the ensemble: its EfficientNet member).
+    """
+
+    #: Above this the image is `not_skin` whatever its colours.
+    threshold: float
+    #: Above this the image is `not_skin` when few of its pixels are skin-toned.
+    soft_threshold: float
+    model_name: str
+    model_sha256: str
+    features_sha256: str
+    artefact: str
+    artefact_sha256: str
+    #: Percentiles of the in-distribution distances the two thresholds were set at.
+    percentile: float
+    soft_percentile: float
+    method: str = "mahalanobis"
+    fitted_on: str = "val"
+
+
+@dataclass(frozen=True)
 class GateConfig:
-    """All gate thresholds; `ood` is keyed by backend name (yolo, effnet, ensemble)."""
+    """All gate thresholds; `ood` and `features` are keyed by backend (yolo, effnet, ensemble).
+
+    `directory` is where the file was read from (the feature artefacts live there).
+    """
 
     quality: QualityThresholds = field(default_factory=QualityThresholds)
     ood: dict[str, OodThreshold] = field(default_factory=dict)
+    features: dict[str, FeatureThreshold] = field(default_factory=dict)
+    directory: Path | None = field(default=None, compare=False)
 
     def ood_for(self, model: ModelInfo) -> OodThreshold | None:
         """The OOD threshold calibrated for exactly these weights, if any."""
         for entry in self.ood.values():
+            if entry.model_sha256 == model.sha256:
+                return entry
+        return None
+
+    def features_for(self, model: ModelInfo) -> FeatureThreshold | None:
+        """The feature-distance threshold calibrated for exactly these weights, if any."""
+        for entry in self.features.values():
             if entry.model_sha256 == model.sha256:
                 return entry
         return None
@@ -97,17 +136,21 @@ class GateConfig:
         return {
             "quality": asdict(self.quality),
             "ood": {name: asdict(entry) for name, entry in self.ood.items()},
+            "features": {name: asdict(entry) for name, entry in self.features.items()},
         }
 
     @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> GateConfig:
+    def from_json(cls, doc: dict[str, Any], directory: Path | None = None) -> GateConfig:
         """Parse a document; unknown quality keys are ignored, missing ones take defaults."""
         known = {f.name for f in fields(QualityThresholds)}
         quality = QualityThresholds(
             **{k: v for k, v in doc.get("quality", {}).items() if k in known}
         )
         ood = {name: OodThreshold(**entry) for name, entry in doc.get("ood", {}).items()}
-        return cls(quality=quality, ood=ood)
+        features = {
+            name: FeatureThreshold(**entry) for name, entry in doc.get("features", {}).items()
+        }
+        return cls(quality=quality, ood=ood, features=features, directory=directory)
 
     @classmethod
     def load(cls, models_dir: Path) -> GateConfig:
@@ -115,8 +158,8 @@ class GateConfig:
         path = models_dir / GATE_FILE
         if not path.is_file():
             log.warning("gate.config_missing", path=str(path))
-            return cls()
-        return cls.from_json(json.loads(path.read_text(encoding="utf-8")))
+            return cls(directory=models_dir)
+        return cls.from_json(json.loads(path.read_text(encoding="utf-8")), models_dir)
 
     def save(self, models_dir: Path) -> Path:
         """Write `models_dir/gate.json`."""

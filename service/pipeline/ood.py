@@ -1,4 +1,4 @@
-"""Out-of-distribution scores from a classifier's logits, and one-pass logits + probabilities."""
+"""One classifier pass: probabilities, logit OOD scores and (if the graph has them) features."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from PIL import Image
 from service.pipeline.classifier import (
     Classifier,
     EnsembleClassifier,
+    FeatureArray,
     FloatArray,
     OnnxClassifier,
     softmax,
@@ -33,29 +34,46 @@ class ModelPass:
     T = 1), averaged over an ensemble's members; `max_logit` is the largest logit (Hendrycks et
     al. 2022). Both grow with familiarity. For a graph that outputs probabilities the logits are
     log-probabilities: its energy is constant 0 and its max_logit is log(top probability).
+    `features` are the pooled penultimate features of `feature_source`, None without one.
     """
 
     probabilities: FloatArray
     energy: FloatArray
     max_logit: FloatArray
+    features: FeatureArray | None = None
 
     def score(self, kind: OodScore) -> FloatArray:
         """The in-distribution score of `kind` (larger = more like the training images)."""
         return self.energy if kind == "energy" else self.max_logit
 
 
+def feature_source(classifier: Classifier) -> OnnxClassifier | None:
+    """The model whose features the gate uses: itself, or an ensemble's first such member."""
+    if isinstance(classifier, OnnxClassifier):
+        return classifier if classifier.has_features else None
+    if isinstance(classifier, EnsembleClassifier):
+        sources = (feature_source(member) for member in classifier.members)
+        return next((source for source in sources if source is not None), None)
+    return None
+
+
 def forward(classifier: Classifier, images: Sequence[Image.Image]) -> ModelPass:
-    """Probabilities and OOD scores in one pass of each model."""
+    """Probabilities, OOD scores and features in one pass of each model."""
     if isinstance(classifier, EnsembleClassifier):
         parts = [forward(member, images) for member in classifier.members]
         log_mean = np.log(np.clip(np.mean([p.probabilities for p in parts], axis=0), 1e-12, 1))
         energy: FloatArray = np.mean([p.energy for p in parts], axis=0)
         # Same as EnsembleClassifier.probabilities, without a second pass of each member.
         probabilities = softmax(log_mean, classifier.temperature)
-        return ModelPass(probabilities, energy, log_mean.max(axis=-1))
-    logits = classifier.logits(images)
+        features = next((p.features for p in parts if p.features is not None), None)
+        return ModelPass(probabilities, energy, log_mean.max(axis=-1), features)
     if isinstance(classifier, OnnxClassifier):
+        logits, features = classifier.forward(images)
         probabilities = softmax(logits, classifier.card.temperature)
-    else:
-        probabilities = classifier.probabilities(images)
-    return ModelPass(probabilities, logsumexp(logits), logits.max(axis=-1))
+        return ModelPass(probabilities, logsumexp(logits), logits.max(axis=-1), features)
+    logits = classifier.logits(images)
+    return ModelPass(
+        probabilities=classifier.probabilities(images),
+        energy=logsumexp(logits),
+        max_logit=logits.max(axis=-1),
+    )

