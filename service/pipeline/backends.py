@@ -5,7 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from service.pipeline.classifier import Classifier, EnsembleClassifier, OnnxClassifier
+from service.pipeline.classifier import (
+    Classifier,
+    EnsembleClassifier,
+    FeatureCompanion,
+    OnnxClassifier,
+)
 from service.settings import Settings
 
 ENSEMBLE_CARD = "skinscreen-ensemble.json"
@@ -69,4 +74,9 @@ def load_classifier(settings: Settings, backend: str | None = None) -> Classifie
             ],
             temperature=ensemble_temperature(settings),
         )
-    return OnnxClassifier.from_card_path(card_path(settings, name), settings.onnx_threads)
+    classifier = OnnxClassifier.from_card_path(card_path(settings, name), settings.onnx_threads)
+    if classifier.has_features or not card_path(settings, "effnet").is_file():
+        return classifier
+    # no features of its own (YOLO): the gate borrows EfficientNet's, see FeatureCompanion
+    companion = OnnxClassifier.from_card_path(card_path(settings, "effnet"), settings.onnx_threads)
+    return FeatureCompanion(classifier, companion) if companion.has_features else classifier

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from PIL import Image
@@ -12,6 +12,7 @@ from service.pipeline.classifier import (
     Classifier,
     EnsembleClassifier,
     FeatureArray,
+    FeatureCompanion,
     FloatArray,
     OnnxClassifier,
     softmax,
@@ -51,6 +52,8 @@ def feature_source(classifier: Classifier) -> OnnxClassifier | None:
     """The model whose features the gate uses: itself, or an ensemble's first such member."""
     if isinstance(classifier, OnnxClassifier):
         return classifier if classifier.has_features else None
+    if isinstance(classifier, FeatureCompanion):
+        return feature_source(classifier.companion)
     if isinstance(classifier, EnsembleClassifier):
         sources = (feature_source(member) for member in classifier.members)
         return next((source for source in sources if source is not None), None)
@@ -59,6 +62,9 @@ def feature_source(classifier: Classifier) -> OnnxClassifier | None:
 
 def forward(classifier: Classifier, images: Sequence[Image.Image]) -> ModelPass:
     """Probabilities, OOD scores and features in one pass of each model."""
+    if isinstance(classifier, FeatureCompanion):
+        own = forward(classifier.classifier, images)
+        return replace(own, features=classifier.companion.features(images))
     if isinstance(classifier, EnsembleClassifier):
         parts = [forward(member, images) for member in classifier.members]
         log_mean = np.log(np.clip(np.mean([p.probabilities for p in parts], axis=0), 1e-12, 1))

@@ -57,18 +57,16 @@ def is_not_skin(
 ) -> bool:
     """Too few skin-toned pixels or noise-like, or unfamiliar to the model, or some of both.
 
-    Unfamiliar: a logit score under its threshold, or a feature distance above its own.
+    Unfamiliar: a feature distance above its threshold when the model has calibrated features
+    (they supersede the logit score, which alone lets teeth and endoscopy photos through and,
+    added on top, only rejects more real skin photos), else a logit score under its threshold.
     """
     skin_fraction = m["skin_fraction"]
     if skin_fraction < q.min_skin_fraction or m["noise_ratio"] > q.max_noise_ratio:
         return True
     few_skin = skin_fraction < q.soft_skin_fraction
-    if (
-        feature is not None
-        and distance is not None
-        and (distance > feature.threshold or (few_skin and distance > feature.soft_threshold))
-    ):
-        return True
+    if feature is not None and distance is not None:
+        return distance > feature.threshold or (few_skin and distance > feature.soft_threshold)
     if ood is None or score is None:
         return False
     return score < ood.threshold or (few_skin and score < ood.soft_threshold)

@@ -125,7 +125,10 @@ def test_not_skin_feature_distance() -> None:
     assert not is_not_skin(skin, 5.0, Q, ood, 350.0, feature)
     assert is_not_skin(few, 5.0, Q, ood, 350.0, feature)  # a little far, few skin pixels
     assert not is_not_skin(few, 5.0, Q, ood, 250.0, feature)
-    assert is_not_skin(skin, -2.0, Q, ood, 100.0, feature)  # logit score alone still counts
+    # calibrated features supersede the logit score ...
+    assert not is_not_skin(skin, -2.0, Q, ood, 100.0, feature)
+    # ... which still decides for a model without them
+    assert is_not_skin(skin, -2.0, Q, ood, None, None)
     assert not is_not_skin(skin, 5.0, Q, ood, None, None)
 
 
