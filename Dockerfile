@@ -1,35 +1,36 @@
-# CPU image of the skinscreen service with the shipped models. Multi-stage: build a venv with
-# the core dependencies only (onnxruntime, no torch), then copy it into a slim runtime image.
+# CPU image of the skinscreen service with the shipped models. Multi-stage: the build stage
+# makes a venv with the core dependencies only (onnxruntime — no torch) and installs the
+# project from /app; the runtime stage copies the venv and /app to the same paths.
 # Not built in this project's CI (no Docker engine there) — keep it simple.
 FROM python:3.11-slim-bookworm AS build
-WORKDIR /src
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY service ./service
 COPY fhir_mappings ./fhir_mappings
-RUN pip install --no-cache-dir --upgrade pip wheel && pip install --no-cache-dir .
+# editable: templates/, translations/ and models/ are found next to the code in /app
+RUN pip install --no-cache-dir --upgrade pip wheel && pip install --no-cache-dir -e .
 
 FROM python:3.11-slim-bookworm
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       libharfbuzz-subset0 libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core fonts-noto-cjk \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --create-home --uid 10001 skinscreen
+ && useradd --create-home --uid 10001 skinscreen \
+ && mkdir /data && chown skinscreen:skinscreen /data
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
-COPY --chown=skinscreen:skinscreen models ./models
-COPY --chown=skinscreen:skinscreen templates ./templates
-COPY --chown=skinscreen:skinscreen translations ./translations
-COPY --chown=skinscreen:skinscreen contracts ./contracts
+COPY --from=build /app /app
+COPY models ./models
+COPY templates ./templates
+COPY translations ./translations
+COPY contracts ./contracts
 ENV PATH=/opt/venv/bin:$PATH \
     SKINSCREEN_HOST=0.0.0.0 \
-    SKINSCREEN_MODELS_DIR=/app/models \
-    SKINSCREEN_DATA_DIR=/data \
-    SKINSCREEN_TEMPLATES_DIR=/app/templates \
-    SKINSCREEN_TRANSLATIONS_DIR=/app/translations
-RUN mkdir /data && chown skinscreen:skinscreen /data
+    SKINSCREEN_DATA_DIR=/data
 USER skinscreen
 EXPOSE 8000
-HEALTHCHECK --interval=30s --timeout=3s CMD python -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:8000/ready', timeout=2)" || exit 1
+HEALTHCHECK --interval=30s --timeout=3s \
+  CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/ready', timeout=2)"
 CMD ["skinscreen", "serve"]

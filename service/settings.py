@@ -78,7 +78,6 @@ class Settings(BaseSettings):
 
     # --- reports, jobs, storage -----------------------------------------------------------------
     templates_dir: Path = REPO_ROOT / "templates"
-    translations_dir: Path = REPO_ROOT / "translations"
     default_language: Literal["ko", "en", "vi"] = "en"
     data_dir: Path = REPO_ROOT / "var"
     store_path: Path | None = Field(
