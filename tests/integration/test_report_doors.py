@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -132,3 +133,25 @@ def test_llm_down_falls_back_to_knowledge(llm_down_server: LiveServer, skin_jpeg
         check=True,
     ).stdout.decode()
     assert "narrator_fallback" not in text  # the PDF shows the localized notice, not the code
+
+
+def test_no_patient_data_or_report_text_in_logs(live_server: LiveServer, skin_jpeg: bytes) -> None:
+    name, history = "Zyxwvut Quobble", "history-secret-4242 since childhood"
+    r = httpx.post(
+        f"{live_server.url}/api/v1/diagnose-stream",
+        files={"image": ("a.jpg", skin_jpeg, "image/jpeg")},
+        data={"patient_name": name, "patient_age": "47", "history": history, "language": "en"},
+        timeout=60,
+    )
+    assert r.status_code == 200
+    deltas = [
+        json.loads(line[6:])["text"]
+        for line in r.text.splitlines()
+        if line.startswith('data: {"text"')
+    ]
+    logs = live_server.logs()
+    assert name not in logs and "Quobble" not in logs
+    assert "history-secret-4242" not in logs
+    for chunk in deltas:
+        if len(chunk) > 40:
+            assert chunk not in logs, "report text must not be logged"
