@@ -28,3 +28,5 @@ contracts: setup-test
 bench: setup-test
 	.venv/bin/python benchmarks/bench_classify.py
 	.venv/bin/python benchmarks/bench_pdf.py
+	.venv/bin/python benchmarks/bench_pipeline.py
+	.venv/bin/python benchmarks/bench_gate_heatmap.py
