@@ -21,10 +21,9 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from service.cli_commands import make_screener  # noqa: E402
 from service.intake.images import decode_image, load_rgb  # noqa: E402
 from service.logging import configure_logging  # noqa: E402
-from service.pipeline.backends import available_backends, card_path  # noqa: E402
+from service.pipeline.backends import available_backends, card_path, load_screener  # noqa: E402
 from service.settings import Settings  # noqa: E402
 from tests.integration.conftest import start_server, stop_server  # noqa: E402
 
@@ -60,7 +59,7 @@ def main() -> None:
     in_process: dict[str, float] = {}
     decode_classify: dict[str, float] = {}
     for backend in available_backends(settings):
-        screener = make_screener(settings, backend)
+        screener = load_screener(settings, backend)
         classifier = screener.classifier
         model_only = median_ms(lambda im, c=classifier: c.probabilities([im]), images, args.n)
         decode_classify[backend] = median_ms(

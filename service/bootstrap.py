@@ -9,10 +9,9 @@ from PIL import Image
 
 from service.jobs import JobManager
 from service.logging import get_logger
-from service.pipeline.backends import load_classifier, resolve_backend
+from service.pipeline.backends import load_screener, resolve_backend
 from service.pipeline.classifier import Classifier
 from service.pipeline.domain import Classification, GateOutcome
-from service.pipeline.gate_config import GateConfig
 from service.pipeline.heatmap import explain
 from service.pipeline.narrators.base import Narrator
 from service.pipeline.narrators.factory import build_narrator, knowledge_fallback
@@ -59,13 +58,8 @@ def heatmap_png(
 def build_services(settings: Settings, packagers: list[OutputPackager] | None = None) -> Services:
     """Load the classifier (once), the gate, the narrators, the renderer and the store."""
     backend = resolve_backend(settings)
-    classifier = load_classifier(settings, backend)
-    screener = Screener(
-        classifier,
-        GateConfig.load(settings.models_dir),
-        settings.inconclusive_below,
-        settings.inconclusive_margin,
-    )
+    screener = load_screener(settings, backend)
+    classifier = screener.classifier
     narrator = build_narrator(settings)
     store = Store(settings.sqlite_path, settings.job_retention_hours, settings.max_jobs_stored)
     store.prune()

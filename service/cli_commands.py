@@ -14,26 +14,14 @@ from tqdm import tqdm
 from service.evaluation.dataset import find_manifest, list_labelled_images
 from service.evaluation.metrics import classification_metrics, group_metrics
 from service.intake.images import ImageLimits, decode_image, load_rgb
-from service.pipeline.backends import available_backends, load_classifier, resolve_backend
-from service.pipeline.gate_config import GateConfig
+from service.pipeline.backends import available_backends, load_screener, resolve_backend
 from service.pipeline.report_json import classification_json
-from service.pipeline.screening import Screener
 from service.settings import Settings
-
-
-def make_screener(settings: Settings, backend: str) -> Screener:
-    """The same gate + classifier the service uses."""
-    return Screener(
-        load_classifier(settings, backend),
-        GateConfig.load(settings.models_dir),
-        settings.inconclusive_below,
-        settings.inconclusive_margin,
-    )
 
 
 def classify_paths(settings: Settings, paths: list[str], as_json: bool) -> int:
     """One result per input (JSON lines with --json); exit 1 if any input failed."""
-    screener = make_screener(settings, resolve_backend(settings))
+    screener = load_screener(settings, resolve_backend(settings))
     limits = ImageLimits(settings.max_image_pixels, settings.min_image_side)
     failed = 0
     for path in paths:
@@ -60,7 +48,7 @@ def evaluate_dir(settings: Settings, folder: Path, backends: list[str]) -> dict[
     """Metrics per backend on a folder-per-class set, with gate outcome shares."""
     results: dict[str, Any] = {}
     for backend in backends or available_backends(settings):
-        screener = make_screener(settings, backend)
+        screener = load_screener(settings, backend)
         classes = screener.classifier.classes
         items = list_labelled_images(folder, classes, find_manifest(folder))
         probs, statuses = [], []
@@ -83,39 +71,15 @@ def evaluate_dir(settings: Settings, folder: Path, backends: list[str]) -> dict[
 
 def diagnose_file(settings: Settings, image_path: Path, out: Path, fields: dict[str, str]) -> int:
     """Run the full pipeline on one file, print progress, write the PDF."""
-    from service.api.uploads import (
-        Upload,
-        decode_upload,
-        merge_patient,
-        parse_history,
-        parse_language,
-        parse_patient,
-    )
+    from service.api.uploads import Upload, case_from_upload
     from service.bootstrap import build_services
     from service.pipeline import events as ev
-    from service.pipeline.case import CaseInput, MemorySink, new_case_id
-    from service.pipeline.domain import SourceImage
+    from service.pipeline.case import MemorySink
     from service.pipeline.run import run_case
 
     data = image_path.read_bytes()
     media_type = "application/dicom" if data[128:132] == b"DICM" else "application/octet-stream"
-    image, header, origin = decode_upload(Upload(data, media_type, fields), settings)
-    dicom = origin.get("dicom")
-    case = CaseInput(
-        case_id=new_case_id(),
-        image=image,
-        source=SourceImage(
-            media_type=image.media_type,
-            sha256=image.sha256,
-            width=image.width,
-            height=image.height,
-            dicom=dict(dicom.source) if dicom is not None else {},
-        ),
-        patient=merge_patient(header, parse_patient(fields)),
-        history=parse_history(fields),
-        language=parse_language(fields, None, settings.default_language),
-        origin=origin,
-    )
+    case = case_from_upload(Upload(data, media_type, fields), settings, None)
     services = build_services(settings, packagers=[])
     sink = MemorySink()
 

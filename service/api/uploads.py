@@ -166,22 +166,17 @@ def merge_patient(header: Patient, form: Patient) -> Patient:
     )
 
 
-async def case_from_request(request: Request[Any, Any, Any], settings: Settings) -> CaseInput:
-    """The whole upload → CaseInput path shared by every REST door."""
-    upload = await read_upload(request)
+def case_from_upload(upload: Upload, settings: Settings, accept_language: str | None) -> CaseInput:
+    """Upload → CaseInput: fields validated, image (or DICOM) decoded, source described."""
     form_patient = parse_patient(upload.fields)
     history = parse_history(upload.fields)
-    language = parse_language(
-        upload.fields, request.headers.get("accept-language"), settings.default_language
-    )
+    language = parse_language(upload.fields, accept_language, settings.default_language)
     image, header_patient, origin = decode_upload(upload, settings)
     dicom = origin.get("dicom")
-    source = SourceImage(
-        media_type=upload.media_type if dicom is None else DICOM_MEDIA_TYPE,
-        sha256=image.sha256,
-        width=image.width,
-        height=image.height,
-        dicom=dict(dicom.source) if dicom is not None else {},
+    source = (
+        dicom.source_image()
+        if dicom is not None
+        else SourceImage(image.media_type, image.sha256, image.width, image.height)
     )
     return CaseInput(
         case_id=new_case_id(),
@@ -192,3 +187,9 @@ async def case_from_request(request: Request[Any, Any, Any], settings: Settings)
         language=language,
         origin=origin,
     )
+
+
+async def case_from_request(request: Request[Any, Any, Any], settings: Settings) -> CaseInput:
+    """The whole upload → CaseInput path shared by every REST door."""
+    upload = await read_upload(request)
+    return case_from_upload(upload, settings, request.headers.get("accept-language"))

@@ -11,6 +11,8 @@ from service.pipeline.classifier import (
     FeatureCompanion,
     OnnxClassifier,
 )
+from service.pipeline.gate_config import GateConfig
+from service.pipeline.screening import Screener
 from service.settings import Settings
 
 ENSEMBLE_CARD = "skinscreen-ensemble.json"
@@ -80,3 +82,13 @@ def load_classifier(settings: Settings, backend: str | None = None) -> Classifie
     # no features of its own (YOLO): the gate borrows EfficientNet's, see FeatureCompanion
     companion = OnnxClassifier.from_card_path(card_path(settings, "effnet"), settings.onnx_threads)
     return FeatureCompanion(classifier, companion) if companion.has_features else classifier
+
+
+def load_screener(settings: Settings, backend: str | None = None) -> Screener:
+    """The gate + classifier pair every door, the CLI and the benchmarks use."""
+    return Screener(
+        load_classifier(settings, backend),
+        GateConfig.load(settings.models_dir),
+        settings.inconclusive_below,
+        settings.inconclusive_margin,
+    )
