@@ -11,6 +11,7 @@ from litestar.params import FromPath, Parameter
 from litestar.response import Stream
 
 from service.api.openapi_docs import UploadOperation
+from service.api.problems import problem_response
 from service.api.sse import last_event_id, sse_response
 from service.api.uploads import case_from_request, decode_upload, read_upload
 from service.bootstrap import Services
@@ -61,7 +62,7 @@ class RestController(Controller):
         body: dict[str, Any] = {"case_id": case.case_id, "language": case.language}
         async for event in run_case(services.deps, case, MemorySink(), mode="analyze"):
             if event.name == ev.ERROR:
-                return _problem(event.data)
+                return problem_response(event.data)
             if event.name == ev.VALIDATED:
                 body["gate"] = event.data["gate"]
                 body["image"] = {k: event.data[k] for k in ("width", "height", "media_type")}
@@ -82,7 +83,7 @@ class RestController(Controller):
         body: dict[str, Any] = {"case_id": job_id}
         for event in events:
             if event.name == ev.ERROR:
-                return _problem(event.data)
+                return problem_response(event.data)
             if event.name == ev.NARRATOR_FALLBACK:
                 body["narrator_fallback"] = event.data
             elif event.name == ev.REPORT_COMPLETED:
@@ -173,9 +174,3 @@ class RestController(Controller):
                 f'attachment; filename="skinscreen-{job_id}.{extension}"'
             )
         return Response(content, media_type=media_type, headers=headers)
-
-
-def _problem(data: dict[str, Any]) -> Response[Any]:
-    from service.api.problems import problem_response
-
-    return problem_response(data)
