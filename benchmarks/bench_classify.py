@@ -21,7 +21,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from service.intake.images import decode_image, load_rgb  # noqa: E402
+from service.images import decode_image, load_rgb  # noqa: E402
 from service.logging import configure_logging  # noqa: E402
 from service.pipeline.backends import available_backends, card_path, load_screener  # noqa: E402
 from service.settings import Settings  # noqa: E402

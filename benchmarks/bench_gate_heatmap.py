@@ -16,11 +16,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from service.intake.images import load_rgb  # noqa: E402
+from service.images import load_rgb  # noqa: E402
 from service.pipeline.backends import available_backends, load_classifier  # noqa: E402
-from service.pipeline.gate import measure  # noqa: E402
 from service.pipeline.gate_config import GateConfig  # noqa: E402
 from service.pipeline.heatmap import explain  # noqa: E402
+from service.pipeline.quality import measure  # noqa: E402
 from service.pipeline.screening import Screener  # noqa: E402
 from service.settings import Settings  # noqa: E402
 

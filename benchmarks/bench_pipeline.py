@@ -20,10 +20,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from service.bootstrap import build_services  # noqa: E402
-from service.intake.images import decode_image  # noqa: E402
+from service.intake.cases import case_from_fields  # noqa: E402
 from service.logging import configure_logging  # noqa: E402
-from service.pipeline.case import CaseInput, MemorySink, new_case_id  # noqa: E402
-from service.pipeline.domain import Patient, SourceImage  # noqa: E402
+from service.pipeline.case import MemorySink  # noqa: E402
 from service.pipeline.run import run_case  # noqa: E402
 from service.settings import Settings  # noqa: E402
 from tests.integration.conftest import start_server, stop_server  # noqa: E402
@@ -31,16 +30,14 @@ from tests.integration.conftest import start_server, stop_server  # noqa: E402
 
 def in_process_diagnose(settings: Settings, photo: bytes, language: str, n: int) -> float:
     """Median ms of a full knowledge-path run (gate, classify, narrate, PDF, FHIR, DICOM)."""
-    services = build_services(settings)
-    image = decode_image(photo)
-    source = SourceImage(image.media_type, image.sha256, image.width, image.height)
+    services = build_services(settings, store_path=":memory:")
+    fields = {"patient_name": "Bench", "patient_age": "40", "language": language}
 
     async def once() -> float:
-        case = CaseInput(
-            new_case_id(), image, source, Patient(name="Bench", age=40), None, language
-        )
+        intake = case_from_fields(photo, "image/jpeg", fields, None, services.limits)
         started = time.perf_counter()
-        async for event in run_case(services.deps, case, MemorySink()):
+        deps = services.jobs.deps
+        async for event in run_case(deps, intake.case, intake.rgb, MemorySink()):
             assert event.name != "error", event.data
         return (time.perf_counter() - started) * 1000
 

@@ -34,9 +34,11 @@ IMAGING_CATEGORY: dict[str, str] = {
     "code": "imaging",
     "display": "Imaging",
 }
-# "image" media type: /work/shared/fhir/r4/examples/Media-example.json (HL7 R4 example).
+# "image" media type: HL7 CodeSystem media-type, as in the FHIR R4 example Media/example
+# (https://hl7.org/fhir/R4/media-example.html).
 MEDIA_TYPE_IMAGE: dict[str, str] = {"system": MEDIA_TYPE, "code": "image", "display": "Image"}
-# "DEV" participation: /work/shared/fhir/r4/examples/Provenance-example.json (HL7 R4 example).
+# "DEV" participation: HL7 v3-ParticipationType, as in the FHIR R4 example Provenance/example
+# (https://hl7.org/fhir/R4/provenance-example.html).
 PARTICIPATION_DEVICE: dict[str, str] = {"system": V3_PARTICIPATION_TYPE, "code": "DEV"}
 # "CREATE" data operation: FHIR R4 core, v3-DataOperation (Provenance.activity example binding).
 ACTIVITY_CREATE: dict[str, str] = {

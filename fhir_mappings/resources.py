@@ -26,12 +26,8 @@ class PdfDocument:
 
 
 def verdict(report: Report) -> str:
-    """ok | inconclusive | rejected, the gate's rejection winning over the classifier."""
-    if report.gate.status == "rejected" or report.classification.status == "rejected":
-        return "rejected"
-    if "inconclusive" in (report.gate.status, report.classification.status):
-        return "inconclusive"
-    return "ok"
+    """ok | inconclusive | rejected: the one verdict (`pipeline.policy.verdict`)."""
+    return report.gate.status
 
 
 def instant(value: str | dt.datetime) -> str:

@@ -77,13 +77,14 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                 app.state.startup_error = type(exc).__name__
                 log.error("startup_failed", error=type(exc).__name__)
                 raise
+        await app.state.services.jobs.recover()
         warm_up = getattr(app.state.services.narrator, "warm_up", None)
         if settings.medgemma_preload and warm_up is not None:
             await warm_up()  # load the LLM weights now rather than on the first report
 
     async def on_shutdown(app: Litestar) -> None:
         if app.state.services is not None:
-            await app.state.services.jobs.shutdown()
+            await app.state.services.close()
 
     return Litestar(
         route_handlers=[

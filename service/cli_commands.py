@@ -11,37 +11,69 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from service.bootstrap import build_services
+from service.errors import error_from_problem
 from service.evaluation.dataset import find_manifest, list_labelled_images
 from service.evaluation.metrics import classification_metrics, group_metrics
-from service.intake.images import ImageLimits, decode_image, load_rgb
-from service.pipeline.backends import available_backends, load_screener, resolve_backend
-from service.pipeline.report_json import classification_json
+from service.images import load_rgb
+from service.intake.cases import Limits, case_from_fields
+from service.pipeline import events as ev
+from service.pipeline.backends import available_backends, load_screener
 from service.settings import Settings
 
 
 def classify_paths(settings: Settings, paths: list[str], as_json: bool) -> int:
     """One result per input (JSON lines with --json); exit 1 if any input failed."""
-    screener = load_screener(settings, resolve_backend(settings))
-    limits = ImageLimits(settings.max_image_pixels, settings.min_image_side)
-    failed = 0
-    for path in paths:
-        try:
-            image = decode_image(Path(path).read_bytes(), limits)
-            _, classification = screener.screen(image.rgb)
-            body: dict[str, Any] = {"path": path, **classification_json(classification)}
-        except Exception as exc:
-            failed += 1
-            detail = getattr(exc, "detail", None) or type(exc).__name__
-            body = {"path": path, "error": detail}
-        if as_json:
-            print(json.dumps(body, ensure_ascii=False))
-        elif "error" in body:
-            print(f"{path}: error: {body['error']}")
-        elif body["status"] == "rejected":
-            print(f"{path}: rejected ({', '.join(body['reasons'])})")
-        else:
-            print(f"{path}: {body['label']} {body['confidence']:.1%} [{body['status']}]")
-    return 1 if failed else 0
+    services = build_services(settings, outputs=[], store_path=":memory:")
+
+    async def one(path: str) -> dict[str, Any]:
+        intake = case_from_fields(
+            _read(Path(path)), _media_type(Path(path)), {}, None, services.limits
+        )
+        submission = await services.jobs.submit(
+            intake.case, kind="classify", mode="classify", image=intake.rgb
+        )
+        result = await submission.result()
+        if result.error is not None or result.classification is None:
+            raise error_from_problem(result.error or {})
+        return {"path": path, **result.classification}
+
+    async def drive() -> int:
+        failed = 0
+        for path in paths:
+            try:
+                body = await one(path)
+            except Exception as exc:
+                failed += 1
+                body = {"path": path, "error": getattr(exc, "detail", None) or type(exc).__name__}
+            _print_classification(body, as_json)
+        await services.close()
+        return 1 if failed else 0
+
+    return asyncio.run(drive())
+
+
+def _print_classification(body: dict[str, Any], as_json: bool) -> None:
+    path = body["path"]
+    if as_json:
+        print(json.dumps(body, ensure_ascii=False))
+    elif "error" in body:
+        print(f"{path}: error: {body['error']}")
+    elif body["status"] == "rejected":
+        print(f"{path}: rejected ({', '.join(body['reasons'])})")
+    else:
+        print(f"{path}: {body['label']} {body['confidence']:.1%} [{body['status']}]")
+
+
+def _read(path: Path) -> bytes:
+    return path.read_bytes()
+
+
+def _media_type(path: Path) -> str:
+    """DICOM by its magic, else an image whose format the decoder finds out."""
+    with path.open("rb") as handle:
+        head = handle.read(132)
+    return "application/dicom" if head[128:132] == b"DICM" else "application/octet-stream"
 
 
 def evaluate_dir(settings: Settings, folder: Path, backends: list[str]) -> dict[str, Any]:
@@ -70,32 +102,31 @@ def evaluate_dir(settings: Settings, folder: Path, backends: list[str]) -> dict[
 
 
 def diagnose_file(settings: Settings, image_path: Path, out: Path, fields: dict[str, str]) -> int:
-    """Run the full pipeline on one file, print progress, write the PDF."""
-    from service.api.uploads import Upload, case_from_upload
-    from service.bootstrap import build_services
-    from service.pipeline import events as ev
-    from service.pipeline.case import MemorySink
-    from service.pipeline.run import run_case
-
-    data = image_path.read_bytes()
-    media_type = "application/dicom" if data[128:132] == b"DICM" else "application/octet-stream"
-    case = case_from_upload(Upload(data, media_type, fields), settings, None)
-    services = build_services(settings, packagers=[])
-    sink = MemorySink()
+    """Run the full pipeline on one file, print progress, write the PDF (nothing else is kept:
+    the job store is in memory)."""
+    limits = Limits.from_settings(settings)
+    intake = case_from_fields(_read(image_path), _media_type(image_path), fields, None, limits)
+    services = build_services(settings, outputs=[], store_path=":memory:")
 
     async def drive() -> int:
-        async for event in run_case(services.deps, case, sink):
-            if event.name == ev.REPORT_DELTA:
+        jobs = services.jobs
+        submission = await jobs.submit(intake.case, kind="diagnose", image=intake.rgb)
+        code = 0
+        async for event in jobs.follow(submission.job_id):
+            if event is None or event.name == ev.REPORT_DELTA:
                 continue
             if event.name == ev.ERROR:
                 print(f"error: {event.data.get('detail')}", file=sys.stderr)
-                return 1
+                code = 1
+                continue
             label = event.data.get("label") or event.data.get("status") or ""
             print(f"[{event.name}] {label}", file=sys.stderr)
-        return 0
+        if code == 0:
+            stored = services.store.get_artifact(submission.job_id, "pdf")
+            assert stored is not None  # a completed diagnose run always has its PDF
+            out.write_bytes(stored[1])
+            print(str(out))
+        await services.close()
+        return code
 
-    code = asyncio.run(drive())
-    if code == 0:
-        out.write_bytes(sink.items["pdf"][1])
-        print(str(out))
-    return code
+    return asyncio.run(drive())

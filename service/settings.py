@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     max_image_pixels: int = 40_000_000
     min_image_side: int = 32
 
+    # --- case text (every door) ---------------------------------------------------------------
+    max_name_chars: int = Field(default=200, description="Longest patient name accepted.")
+    max_history_chars: int = Field(default=4000, description="Longest history text accepted.")
+
     # --- classifier ---------------------------------------------------------------------------
     models_dir: Path = REPO_ROOT / "models"
     classifier: Literal["yolo", "effnet", "ensemble", "default"] = Field(

@@ -1,8 +1,11 @@
-"""Embedded SQLite store for jobs, their events and their artifacts (PDF, JSON, PNG).
+"""Embedded SQLite store for cases, jobs, their events and their artifacts (PDF, JSON, PNG).
 
-Events are appended with a per-job sequence number, which is the SSE `id:` — so a client that
-lost its connection re-attaches with `Last-Event-ID` and misses nothing. Retention (age and
-count) is enforced by `prune`, called at start-up and after each finished job.
+A job's case (`Case.record()` + the original bytes) is written with the job, before the job is
+acknowledged. Events are appended with a per-job sequence number, which is the SSE `id:` — so
+a client that lost its connection re-attaches with `Last-Event-ID` and misses nothing. A
+running job's `heartbeat` is refreshed by the process running it; only jobs whose heartbeat
+has gone stale are taken as interrupted (`fail_stale`), so several processes can share one
+store. Retention (age and count) is enforced by `prune`.
 """
 
 from __future__ import annotations
@@ -22,7 +25,13 @@ CREATE TABLE IF NOT EXISTS jobs (
     status TEXT NOT NULL,
     created TEXT NOT NULL,
     updated TEXT NOT NULL,
+    heartbeat TEXT,
     meta TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS cases (
+    job_id TEXT PRIMARY KEY REFERENCES jobs(id) ON DELETE CASCADE,
+    record TEXT NOT NULL,
+    data BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS events (
     job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
@@ -88,24 +97,72 @@ class Store:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(SCHEMA)
-        self._mark_interrupted()
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        if "heartbeat" not in columns:  # a store written by an earlier version
+            self._db.execute("ALTER TABLE jobs ADD COLUMN heartbeat TEXT")
 
-    def _mark_interrupted(self) -> None:
-        """Jobs left running by a previous process can never finish: mark them failed."""
-        with self._lock:
+    def create_job(
+        self,
+        job_id: str,
+        kind: str,
+        meta: dict[str, Any],
+        case: tuple[dict[str, Any], bytes] | None = None,
+    ) -> None:
+        """Register a new job (status `queued`) and, in the same transaction, its case."""
+        now = _now()
+        with self._lock, self._db:
+            self._db.execute("BEGIN")
             self._db.execute(
-                "UPDATE jobs SET status='failed', updated=? WHERE status IN ('queued','running')",
-                (_now(),),
+                "INSERT INTO jobs (id, kind, status, created, updated, heartbeat, meta) "
+                "VALUES (?,?,?,?,?,?,?)",
+                (job_id, kind, "queued", now, now, now, json.dumps(meta)),
             )
+            if case is not None:
+                record, data = case
+                self._db.execute(
+                    "INSERT INTO cases (job_id, record, data) VALUES (?,?,?)",
+                    (job_id, json.dumps(record, ensure_ascii=False), data),
+                )
 
-    def create_job(self, job_id: str, kind: str, meta: dict[str, Any]) -> None:
-        """Register a new job (status `queued`)."""
+    def get_case(self, job_id: str) -> tuple[dict[str, Any], bytes] | None:
+        """(`Case.record()`, original bytes) of a job, or None."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT record, data FROM cases WHERE job_id=?", (job_id,)
+            ).fetchone()
+        return None if row is None else (json.loads(row[0]), bytes(row[1]))
+
+    def heartbeat(self, job_ids: list[str]) -> None:
+        """Mark these jobs as still alive (called periodically by the process running them)."""
+        if not job_ids:
+            return
         now = _now()
         with self._lock:
-            self._db.execute(
-                "INSERT INTO jobs (id, kind, status, created, updated, meta) VALUES (?,?,?,?,?,?)",
-                (job_id, kind, "queued", now, now, json.dumps(meta)),
+            self._db.executemany(
+                "UPDATE jobs SET heartbeat=? WHERE id=?", [(now, job_id) for job_id in job_ids]
             )
+
+    def stale_jobs(self, older_than: dt.timedelta) -> list[str]:
+        """Unfinished jobs whose heartbeat is older than `older_than` (their process is gone)."""
+        cutoff = (dt.datetime.now(dt.UTC) - older_than).isoformat(timespec="milliseconds")
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id FROM jobs WHERE status IN ('queued','running') "
+                "AND COALESCE(heartbeat, updated) < ?",
+                (cutoff,),
+            ).fetchall()
+        return [str(row[0]) for row in rows]
+
+    def is_alive(self, job_id: str, within: dt.timedelta) -> bool:
+        """True while the job is unfinished and its heartbeat is fresher than `within`."""
+        cutoff = (dt.datetime.now(dt.UTC) - within).isoformat(timespec="milliseconds")
+        with self._lock:
+            row = self._db.execute(
+                "SELECT 1 FROM jobs WHERE id=? AND status IN ('queued','running') "
+                "AND COALESCE(heartbeat, updated) >= ?",
+                (job_id, cutoff),
+            ).fetchone()
+        return row is not None
 
     def set_status(self, job_id: str, status: str) -> None:
         """Update a job's status."""

@@ -14,7 +14,8 @@ from litestar.params import FromPath
 
 from service.api.rest import services_of
 from service.bootstrap import Services
-from service.dicomweb.stow import (
+from service.dicom.multipart_related import parse_multipart_related
+from service.dicom.stow import (
     DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
     StoreOutcome,
     failure_reason,
@@ -23,39 +24,30 @@ from service.dicomweb.stow import (
     store_status,
 )
 from service.errors import NotFound, ServiceError
-from service.intake.dicom import DicomImage, decode_dicom
-from service.intake.images import ImageLimits
-from service.intake.multipart_related import parse_multipart_related
+from service.intake.cases import Intake, build_case, parse_language
 from service.logging import get_logger
-from service.pipeline.case import CaseInput, new_case_id
+from service.pipeline.case import DICOM_MEDIA_TYPE, DicomOrigin, UploadOrigin
+from service.pipeline.domain import Patient
 from service.pipeline.links import case_links
-from service.report.i18n import negotiate_language
 
 DICOM_JSON = "application/dicom+json"
 log = get_logger(__name__)
 
 
-def start_instance_job(
-    services: Services, dicom: DicomImage, raw: bytes, language: str
-) -> StoreOutcome:
-    """Run one stored instance through the pipeline as a job; keep its bytes for WADO-RS."""
-    case = CaseInput(
-        case_id=new_case_id(),
-        image=dicom.image,
-        source=dicom.source_image(),
-        patient=dicom.patient,
-        history=None,
-        language=language,
-        origin={"dicom": dicom},
+async def submit_instance(services: Services, intake: Intake) -> StoreOutcome:
+    """Run one stored instance through the pipeline as a job (its bytes are the stored case)."""
+    case = intake.case
+    origin = case.origin
+    assert isinstance(origin, DicomOrigin)  # DICOM bytes always make a DICOM case
+    sop_uid = origin.sop_instance_uid
+    submission = await services.jobs.submit(
+        case, kind="stow", image=intake.rgb, meta={"sop_instance_uid": sop_uid}
     )
-    sop_uid = dicom.source.get("SOPInstanceUID", "")
-    job_id = services.jobs.start(case, kind="stow", meta={"sop_instance_uid": sop_uid})
-    services.store.put_artifact(job_id, "source-dicom", "application/dicom", raw)
+    job_id = submission.job_id
     links = case_links(job_id)
-    study = dicom.source.get("StudyInstanceUID", "")
-    series = dicom.source.get("SeriesInstanceUID", "")
+    study, series = origin.study_instance_uid, origin.series_instance_uid
     return StoreOutcome(
-        sop_class_uid=dicom.source.get("SOPClassUID", ""),
+        sop_class_uid=origin.sop_class_uid,
         sop_instance_uid=sop_uid,
         retrieve_url=f"/dicomweb/studies/{study}/series/{series}/instances/{sop_uid}",
         links={"monitor": links["events"], "related": links["report"], "alternate": links["dicom"]},
@@ -97,33 +89,44 @@ class DicomWebController(Controller):
 
     async def _store(self, request: Request[Any, Any, Any], study: str | None) -> Response[Any]:
         services = services_of(request)
-        settings = services.settings
         parts = parse_multipart_related(
             request.headers.get("content-type", ""), await request.body()
         )
-        limits = ImageLimits(settings.max_image_pixels, settings.min_image_side)
-        language = negotiate_language(
-            request.headers.get("accept-language"), settings.default_language
-        )
+        limits = services.limits
+        language = parse_language(None, request.headers.get("accept-language"), limits)
         outcomes: list[StoreOutcome] = []
         studies: list[str] = []
         for part in parts:
             try:
-                dicom = decode_dicom(part.body, limits)
+                intake = build_case(
+                    part.body,
+                    DICOM_MEDIA_TYPE,
+                    patient=Patient(),
+                    history=None,
+                    language=language,
+                    origin=UploadOrigin(),
+                    limits=limits,
+                )
             except ServiceError as error:
                 outcomes.append(failed(error, part.body))
                 continue
-            if study and dicom.source.get("StudyInstanceUID") != study:
+            origin = intake.case.origin
+            assert isinstance(origin, DicomOrigin)
+            if study and origin.study_instance_uid != study:
                 outcomes.append(
                     StoreOutcome(
-                        dicom.source.get("SOPClassUID", ""),
-                        dicom.source.get("SOPInstanceUID", ""),
+                        origin.sop_class_uid,
+                        origin.sop_instance_uid,
                         failure_reason=DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
                     )
                 )
                 continue
-            outcomes.append(start_instance_job(services, dicom, part.body, language))
-            studies.append(dicom.source.get("StudyInstanceUID", ""))
+            try:
+                outcomes.append(await submit_instance(services, intake))
+            except ServiceError as error:  # e.g. no capacity: this instance is not stored
+                outcomes.append(failed(error, part.body))
+                continue
+            studies.append(origin.study_instance_uid)
         log.info("stow", instances=len(outcomes), stored=sum(o.stored for o in outcomes))
         study_uid = study or (studies[0] if len(set(studies)) == 1 else None)
         body = store_response(study_uid, "/dicomweb", outcomes)
@@ -145,13 +148,13 @@ class DicomWebController(Controller):
         """WADO-RS: a stored instance as `multipart/related; type="application/dicom"`."""
         services = services_of(request)
         job = services.store.find_job("stow", "sop_instance_uid", instance)
-        stored = services.store.get_artifact(job.id, "source-dicom") if job else None
-        if stored is None:
+        case = services.jobs.load_case(job.id) if job else None
+        if job is None or case is None:
             raise NotFound(f"instance {instance[:64]} is not stored here")
-        boundary = f"skinscreen-{job.id}" if job else "skinscreen"
+        boundary = f"skinscreen-{job.id}"
         body = (
             f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
-            + stored[1]
+            + case.data
             + f"\r\n--{boundary}--\r\n".encode()
         )
         media_type = f'multipart/related; type="application/dicom"; boundary={boundary}'

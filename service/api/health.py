@@ -26,7 +26,7 @@ def ready(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
     return Response(
         {
             "status": "ready",
-            "classifier": {"backend": services.backend, **services.classifier.info.as_dict()},
+            "classifier": {"backend": services.backend, **services.classifier_info.as_dict()},
             "narrator": services.narrator.info.as_dict(),
         }
     )

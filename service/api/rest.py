@@ -13,13 +13,12 @@ from litestar.response import Stream
 from service.api.openapi_docs import UploadOperation
 from service.api.problems import problem_response
 from service.api.sse import last_event_id, sse_response
-from service.api.uploads import case_from_request, decode_upload, read_upload
+from service.api.uploads import intake_from_request
 from service.bootstrap import Services
 from service.errors import Conflict, NotFound
-from service.pipeline import events as ev
-from service.pipeline.case import MemorySink
-from service.pipeline.report_json import classification_json, gate_json
-from service.pipeline.run import run_case
+from service.intake.cases import Intake
+from service.pipeline.case import Mode
+from service.pipeline.result import RunResult
 
 ARTIFACT_SUFFIXES = {".pdf": "pdf", ".dcm": "dicom", ".json": "report", ".png": "heatmap"}
 
@@ -28,6 +27,16 @@ def services_of(request: Request[Any, Any, Any]) -> Services:
     """The wired adapters (built once at start-up)."""
     services: Services = request.app.state.services
     return services
+
+
+async def submit(
+    services: Services, intake: Intake, mode: Mode, *, explain: bool = False
+) -> RunResult:
+    """Submit a REST case and await its result (the blocking doors)."""
+    submission = await services.jobs.submit(
+        intake.case, kind="diagnose", mode=mode, image=intake.rgb, explain=explain
+    )
+    return await submission.result()
 
 
 class RestController(Controller):
@@ -41,67 +50,60 @@ class RestController(Controller):
         self,
         request: Request[Any, Any, Any],
         explain: bool = Parameter(default=False, description="add a heatmap PNG (data URL)"),
-    ) -> dict[str, Any]:
+    ) -> Response[Any]:
         """Gate + classify one image: label, calibrated probabilities, status and reasons."""
         services = services_of(request)
-        upload = await read_upload(request)
-        image, _, _ = decode_upload(upload, services.settings)
-        gate, classification = await services.screen(image.rgb)
-        body = classification_json(classification)
-        body["gate"] = gate_json(gate)
-        if explain and gate.status != "rejected":
-            png = await services.explain(image.rgb, classification)
+        intake = await intake_from_request(request, services.limits)
+        result = await submit(services, intake, "classify", explain=explain)
+        if result.error is not None or result.classification is None or not result.validated:
+            return problem_response(result.error or {})
+        body: dict[str, Any] = {**result.classification, "gate": result.validated["gate"]}
+        if "heatmap" in result.artifacts:
+            png = result.artifacts["heatmap"][1]
             body["heatmap"] = "data:image/png;base64," + base64.b64encode(png).decode()
-        return body
+        return Response(body)
 
     @post("/analyze", status_code=200, operation_class=UploadOperation)
     async def analyze(self, request: Request[Any, Any, Any]) -> Response[Any]:
         """Classification plus a one-paragraph summary (no narrative, no PDF): fast."""
         services = services_of(request)
-        case = await case_from_request(request, services.settings)
-        body: dict[str, Any] = {"case_id": case.case_id, "language": case.language}
-        async for event in run_case(services.deps, case, MemorySink(), mode="analyze"):
-            if event.name == ev.ERROR:
-                return problem_response(event.data)
-            if event.name == ev.VALIDATED:
-                body["gate"] = event.data["gate"]
-                body["image"] = {k: event.data[k] for k in ("width", "height", "media_type")}
-            elif event.name == ev.CLASSIFIED:
-                body["classification"] = event.data
-            elif event.name == ev.ANALYSIS:
-                body["summary"] = event.data["summary"]
-        return Response(body)
+        intake = await intake_from_request(request, services.limits)
+        result = await submit(services, intake, "analyze")
+        if result.error is not None or result.validated is None:
+            return problem_response(result.error or {})
+        validated = result.validated
+        return Response(
+            {
+                "case_id": result.case_id,
+                "language": intake.case.language,
+                "gate": validated["gate"],
+                "image": {k: validated[k] for k in ("width", "height", "media_type")},  # type: ignore[literal-required]
+                "classification": result.classification,
+                "summary": result.summary,
+            }
+        )
 
     @post("/diagnose", status_code=200, operation_class=UploadOperation)
     async def diagnose(self, request: Request[Any, Any, Any]) -> Response[Any]:
         """Everything (report, PDF, FHIR); blocks until done and returns the report with links."""
         services = services_of(request)
-        case = await case_from_request(request, services.settings)
-        services.narrator.ensure_capacity()
-        job_id = services.jobs.start(case)
-        events = await services.jobs.wait(job_id)
-        body: dict[str, Any] = {"case_id": job_id}
-        for event in events:
-            if event.name == ev.ERROR:
-                return problem_response(event.data)
-            if event.name == ev.NARRATOR_FALLBACK:
-                body["narrator_fallback"] = event.data
-            elif event.name == ev.REPORT_COMPLETED:
-                body["report"] = event.data["report"]
-            elif event.name == ev.PDF_READY:
-                body["pdf"] = event.data
-            elif event.name == ev.COMPLETED:
-                body["links"] = event.data["links"]
+        intake = await intake_from_request(request, services.limits)
+        result = await submit(services, intake, "diagnose")
+        if result.error is not None:
+            return problem_response(result.error)
+        body: dict[str, Any] = {"case_id": result.case_id}
+        if result.narrator_fallback is not None:
+            body["narrator_fallback"] = result.narrator_fallback
+        body.update(report=result.report, pdf=result.pdf, links=result.links)
         return Response(body)
 
     @post("/diagnose-stream", status_code=200, operation_class=UploadOperation)
     async def diagnose_stream(self, request: Request[Any, Any, Any]) -> Stream:
         """The same run as `/diagnose`, streamed as Server-Sent Events while it happens."""
         services = services_of(request)
-        case = await case_from_request(request, services.settings)
-        services.narrator.ensure_capacity()
-        job_id = services.jobs.start(case)
-        return sse_response(services.jobs, job_id, 0, services.settings.sse_keepalive_s)
+        intake = await intake_from_request(request, services.limits)
+        submission = await services.jobs.submit(intake.case, kind="diagnose", image=intake.rgb)
+        return sse_response(services.jobs, submission.job_id, 0, services.settings.sse_keepalive_s)
 
     @get("/jobs/{job_id:str}")
     async def job_status(

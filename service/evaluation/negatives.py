@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
 
-from service.intake.dicom import decode_dicom
+from service.dicom.decode import decode_dicom
 
 #: The single-frame non-skin photos in shared/dicom (the multiframe slide is refused at intake).
 DICOM_NEGATIVES: tuple[str, ...] = (

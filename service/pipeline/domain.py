@@ -27,12 +27,14 @@ class ModelInfo:
 
 @dataclass(frozen=True)
 class Classification:
-    """Probabilities over all classes from one classifier backend."""
+    """Probabilities over all classes from one classifier backend.
+
+    It carries no status of its own: the one verdict (`ok` / `inconclusive` / `rejected` and
+    its reasons) is the `GateOutcome`, decided once by `pipeline.policy.verdict`.
+    """
 
     probabilities: dict[str, float]
     model: ModelInfo
-    status: Status = "ok"
-    reasons: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
@@ -59,10 +61,11 @@ class Patient:
 
 @dataclass(frozen=True)
 class GateOutcome:
-    """The quality / out-of-distribution gate's verdict on one image.
+    """The one verdict on one image: quality, out-of-distribution and confidence together.
 
     `reasons` are stable machine codes (e.g. `too_dark`, `blurred`, `not_skin`,
     `low_confidence`); `measurements` are the numbers behind them (for logs and tuning).
+    Every output (summary, narrative, PDF, FHIR, JSON) reads status and reasons from here.
     """
 
     status: Status
@@ -112,3 +115,15 @@ class Report:
     urgent_referral: bool
     created_at: str
     notices: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A file embedded in the PDF/A-3 (e.g. the FHIR DiagnosticReport JSON)."""
+
+    filename: str
+    content: bytes
+    mime: str
+    description: str
+    #: PDF/A-3 AFRelationship: Data, Source, Alternative, Supplement or Unspecified.
+    relationship: str = "Data"

@@ -6,7 +6,7 @@ Names and payloads are a public contract: contracts/sse-events.schema.json.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NotRequired, TypedDict
 
 ACCEPTED: Final = "accepted"
 VALIDATED: Final = "validated"
@@ -35,12 +35,82 @@ EVENT_NAMES: Final = (
 TERMINAL_EVENTS: Final = frozenset({COMPLETED, ERROR})
 
 
+class AcceptedData(TypedDict):
+    case_id: str
+    mode: str
+    received_bytes: int
+
+
+class ValidatedData(TypedDict):
+    width: int
+    height: int
+    media_type: str
+    gate: dict[str, Any]
+
+
+class ClassifiedData(TypedDict):
+    status: str
+    reasons: list[str]
+    label: str | None
+    confidence: float | None
+    probabilities: NotRequired[dict[str, float]]
+    model: dict[str, str]
+
+
+class AnalysisData(TypedDict):
+    summary: str
+    language: str
+
+
+NarratorFallbackData = TypedDict(
+    "NarratorFallbackData", {"from": str, "to": str, "reason": str, "partial_discarded": bool}
+)
+
+
+class ReportDeltaData(TypedDict):
+    text: str
+
+
+class ReportCompletedData(TypedDict):
+    report: dict[str, Any]
+
+
+class PdfReadyData(TypedDict):
+    id: str
+    size: int
+    sha256: str
+    url: str
+
+
+class CompletedData(TypedDict):
+    case_id: str
+    links: dict[str, str]
+    elapsed_ms: NotRequired[float]
+
+
+#: An `error` payload is an RFC 9457 problem body (+ `stage`).
+ErrorData = dict[str, Any]
+
+EventData = (
+    AcceptedData
+    | ValidatedData
+    | ClassifiedData
+    | AnalysisData
+    | NarratorFallbackData
+    | ReportDeltaData
+    | ReportCompletedData
+    | PdfReadyData
+    | CompletedData
+    | ErrorData
+)
+
+
 @dataclass(frozen=True)
 class Event:
-    """One step of a run: a name from EVENT_NAMES and a JSON-ready payload."""
+    """One step of a run: a name from EVENT_NAMES and its typed, JSON-ready payload."""
 
     name: str
-    data: dict[str, Any]
+    data: EventData
 
     @property
     def terminal(self) -> bool:

@@ -7,13 +7,11 @@ from typing import Any
 from service.pipeline.domain import Classification, GateOutcome, Patient, Report, SourceImage
 
 
-def classification_json(classification: Classification) -> dict[str, Any]:
-    """The REST/CLI classification contract; rejected images carry no probabilities."""
-    body: dict[str, Any] = {
-        "status": classification.status,
-        "reasons": list(classification.reasons),
-    }
-    if classification.status != "rejected":
+def classification_json(classification: Classification, gate: GateOutcome) -> dict[str, Any]:
+    """The REST/CLI classification contract (status and reasons are the one verdict, the
+    gate's); rejected images carry no probabilities."""
+    body: dict[str, Any] = {"status": gate.status, "reasons": list(gate.reasons)}
+    if gate.status != "rejected":
         body.update(
             label=classification.label,
             confidence=round(classification.confidence, 6),
@@ -70,7 +68,7 @@ def report_json(report: Report) -> dict[str, Any]:
         "history": report.history,
         "source": source_json(report.source),
         "gate": gate_json(report.gate),
-        "classification": classification_json(report.classification),
+        "classification": classification_json(report.classification, report.gate),
         "summary": report.summary,
         "sections": dict(report.sections),
         "narrative": report.narrative,

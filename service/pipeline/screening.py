@@ -4,7 +4,7 @@
 colours, the logit OOD score and, for models with a features output, the feature distance).
 `inconclusive`: a usable skin photo on which the model is unsure (`low_confidence`: calibrated
 top probability under `inconclusive_below`; `ambiguous`: top-1 minus top-2 under
-`inconclusive_margin`). `ok` otherwise. The Classification carries the same status and reasons.
+`inconclusive_margin`). `ok` otherwise. The verdict itself is `pipeline.policy.verdict`.
 """
 
 from __future__ import annotations
@@ -13,15 +13,12 @@ import hashlib
 import time
 from collections.abc import Sequence
 
-import numpy as np
-import numpy.typing as npt
 from PIL import Image
 
 from service.logging import get_logger
 from service.pipeline.classifier import Classifier, classification_from
-from service.pipeline.domain import Classification, GateOutcome, Status
+from service.pipeline.domain import Classification, GateOutcome
 from service.pipeline.feature_ood import FeatureDistance
-from service.pipeline.gate import AMBIGUOUS, LOW_CONFIDENCE, NOT_SKIN, measure, quality_reasons
 from service.pipeline.gate_config import (
     FeatureThreshold,
     GateConfig,
@@ -29,22 +26,10 @@ from service.pipeline.gate_config import (
     QualityThresholds,
 )
 from service.pipeline.ood import feature_source, forward
+from service.pipeline.policy import confidence_reasons, verdict
+from service.pipeline.quality import measure, quality_reasons
 
 log = get_logger(__name__)
-
-
-def confidence_reasons(
-    probabilities: npt.NDArray[np.floating], below: float, margin: float
-) -> tuple[str, ...]:
-    """`low_confidence` and/or `ambiguous` for one calibrated probability vector."""
-    top2 = np.sort(np.asarray(probabilities, dtype=np.float64))[::-1][:2]
-    second = float(top2[1]) if top2.size > 1 else 0.0
-    reasons = []
-    if float(top2[0]) < below:
-        reasons.append(LOW_CONFIDENCE)
-    if float(top2[0]) - second < margin - 1e-9:  # tolerate float rounding at the bound
-        reasons.append(AMBIGUOUS)
-    return tuple(reasons)
 
 
 def is_not_skin(
@@ -88,18 +73,6 @@ def load_feature_gate(
         log.warning("gate.features_artefact_mismatch", path=str(path))
         return None
     return entry, FeatureDistance.load(path)
-
-
-def verdict(
-    quality: tuple[str, ...], not_skin: bool, confidence: tuple[str, ...]
-) -> tuple[Status, tuple[str, ...]]:
-    """Rejection reasons win over uncertainty; no reason at all is `ok`."""
-    rejected = (*quality, NOT_SKIN) if not_skin else quality
-    if rejected:
-        return "rejected", rejected
-    if confidence:
-        return "inconclusive", confidence
-    return "ok", ()
 
 
 class Screener:
@@ -157,11 +130,10 @@ class Screener:
                     probabilities[index], self.inconclusive_below, self.inconclusive_margin
                 ),
             )
-            base = classification_from(probabilities[index], self.classifier)
             results.append(
                 (
                     GateOutcome(status=status, reasons=reasons, measurements=m),
-                    Classification(base.probabilities, base.model, status, reasons),
+                    classification_from(probabilities[index], self.classifier),
                 )
             )
             log.info("gate.screened", status=status, reasons=list(reasons))

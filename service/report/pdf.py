@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -16,7 +15,7 @@ from PIL import Image, ImageFile
 from weasyprint.text.fonts import FontConfiguration
 from weasyprint.urls import URLFetcher
 
-from service.pipeline.domain import Report
+from service.pipeline.domain import Attachment, Report
 from service.report.i18n import (
     SUPPORTED_LANGUAGES,
     TEMPLATES_DIR,
@@ -32,18 +31,6 @@ from service.report.view import report_context
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 PDF_VARIANT = "pdf/a-3b"
-
-
-@dataclass(frozen=True)
-class Attachment:
-    """A file embedded in the PDF (PDF/A-3 associated file), e.g. the FHIR DiagnosticReport."""
-
-    filename: str
-    content: bytes
-    mime: str
-    description: str
-    #: PDF/A-3 AFRelationship: Data, Source, Alternative, Supplement or Unspecified.
-    relationship: str = "Data"
 
 
 class LocalOnlyFetcher(URLFetcher):  # type: ignore[misc]

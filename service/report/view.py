@@ -7,7 +7,7 @@ from typing import Any
 
 from babel.support import Translations
 
-from service.pipeline.domain import CLASSES, REPORT_SECTIONS, ModelInfo, Report, Status
+from service.pipeline.domain import CLASSES, REPORT_SECTIONS, ModelInfo, Report
 from service.report.i18n import format_datetime_local
 from service.report.labels import (
     CLASS_LABELS,
@@ -20,7 +20,6 @@ from service.report.labels import (
 from service.report.markup import render_markdownish
 
 MISSING = "—"
-_SEVERITY: dict[Status, int] = {"ok": 0, "inconclusive": 1, "rejected": 2}
 #: DICOM identifiers shown in the PDF: label and the normalized keys they may arrive under.
 _DICOM_UIDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Study Instance UID", ("studyinstanceuid", "studyuid", "study")),
@@ -57,8 +56,8 @@ def report_context(report: Report, t: Translations) -> dict[str, Any]:
         }
         for code in sorted(CLASSES, key=lambda c: -probabilities.get(c, 0.0))
     ]
-    status = max(report.gate.status, report.classification.status, key=_SEVERITY.__getitem__)
-    reason_codes = dict.fromkeys(report.gate.reasons + report.classification.reasons)
+    status = report.gate.status
+    reason_codes = dict.fromkeys(report.gate.reasons)
     patient = report.patient
     return {
         "report": report,

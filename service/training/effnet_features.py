@@ -23,7 +23,7 @@ import torch
 
 from service.evaluation.dataset import file_sha256, find_manifest, list_labelled_images
 from service.evaluation.metrics import classification_metrics
-from service.intake.images import load_rgb
+from service.images import load_rgb
 from service.pipeline.backends import ENSEMBLE_CARD, card_path
 from service.pipeline.classifier import OnnxClassifier, softmax
 from service.pipeline.model_card import ModelCard, write_card

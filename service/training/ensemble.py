@@ -19,7 +19,7 @@ from tqdm import tqdm
 from service.evaluation.calibration import fit_temperature
 from service.evaluation.dataset import find_manifest, list_labelled_images
 from service.evaluation.metrics import classification_metrics, group_metrics
-from service.intake.images import load_rgb
+from service.images import load_rgb
 from service.pipeline.backends import ENSEMBLE_CARD, card_path
 from service.pipeline.classifier import EnsembleClassifier, OnnxClassifier, softmax
 from service.pipeline.model_card import write_card

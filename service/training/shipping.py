@@ -14,7 +14,7 @@ from tqdm import tqdm
 from service.evaluation.calibration import fit_temperature
 from service.evaluation.dataset import file_sha256, find_manifest, list_labelled_images
 from service.evaluation.metrics import classification_metrics, group_metrics
-from service.intake.images import load_rgb
+from service.images import load_rgb
 from service.pipeline.classifier import OnnxClassifier, softmax
 from service.pipeline.model_card import ModelCard, write_card
 

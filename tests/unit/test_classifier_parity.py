@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.intake.images import load_rgb
+from service.images import load_rgb
 from service.pipeline.backends import card_path
 from service.pipeline.classifier import OnnxClassifier
 from service.settings import Settings

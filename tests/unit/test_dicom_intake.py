@@ -21,8 +21,9 @@ from service.errors import (
     ServiceError,
     UnsupportedSopClass,
 )
-from service.intake.dicom import decode_dicom, format_person_name, parse_age
-from service.intake.images import ImageLimits
+from service.dicom.decode import decode_dicom
+from service.dicom.patient import format_person_name, parse_age
+from service.images import ImageLimits
 from tests import dicom_factory as factory
 
 SHARED_SIZES = {  # file → (width, height) of the decoded image

@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 from pydicom import dcmread
 
-from service.intake.dicom import decode_dicom
+from service.dicom.decode import decode_dicom
 from service.pipeline.domain import ModelInfo, Patient
-from service.report.dicom_pdf import ENCAPSULATED_PDF_STORAGE, encapsulated_pdf
+from service.dicom.encapsulated_pdf import ENCAPSULATED_PDF_STORAGE, encapsulated_pdf
 from tests import dicom_factory as factory
 
 MODEL = ModelInfo("skinscreen-yolov8n-cls", "2025.03", "ab" * 32)

@@ -14,7 +14,7 @@ torch = pytest.importorskip("torch", reason="training needs the `train` extra")
 onnx = pytest.importorskip("onnx", reason="training needs the `train` extra")
 pytest.importorskip("efficientnet_lite_pytorch", reason="training needs the `train` extra")
 
-from service.intake.images import load_rgb  # noqa: E402
+from service.images import load_rgb  # noqa: E402
 from service.pipeline.classifier import OnnxClassifier  # noqa: E402
 from service.training.effnet import (  # noqa: E402
     IMAGENET_MEAN,

@@ -13,7 +13,7 @@ pytest.importorskip("torch", reason="making the member models needs the `train` 
 pytest.importorskip("efficientnet_lite_pytorch", reason="needs the `train` extra")
 
 from service.evaluation.dataset import list_labelled_images
-from service.intake.images import load_rgb
+from service.images import load_rgb
 from service.pipeline.backends import available_backends, default_backend, val_macro_f1
 from service.pipeline.classifier import OnnxClassifier
 from service.settings import Settings

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.intake.images import load_rgb
+from service.images import load_rgb
 from service.pipeline.backends import card_path, load_classifier
 from service.pipeline.classifier import OnnxClassifier
 from service.pipeline.feature_ood import FeatureDistance, fit_feature_distance, l2_normalise

@@ -22,7 +22,7 @@ from fhir_mappings.outbound import PdfDocument, diagnostic_report, transaction_b
 from fhir_mappings.outcome import operation_outcome
 from service import errors
 from service.intake.fhir_fetch import fetch_attachment
-from service.intake.images import decode_image
+from service.images import decode_image
 from service.settings import Settings
 from tests.unit.test_fhir_outbound import make_report
 from tests.unit.test_fhir_validation import assert_valid_r4

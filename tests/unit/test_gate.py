@@ -12,7 +12,7 @@ from PIL import Image
 from service.evaluation.negatives import DICOM_NEGATIVES, dicom_negatives, generated_negatives
 from service.pipeline.backends import available_backends, load_classifier
 from service.pipeline.domain import GateOutcome, ModelInfo
-from service.pipeline.gate import QUALITY_REASONS, measure, quality_reasons
+from service.pipeline.quality import QUALITY_REASONS, measure, quality_reasons
 from service.pipeline.gate_config import (
     FeatureThreshold,
     GateConfig,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.intake.images import load_rgb
+from service.images import load_rgb
 from service.pipeline.backends import card_path, load_classifier
 from service.pipeline.classifier import Classifier
 from service.pipeline.domain import CLASSES

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from service.intake.images import DecodedImage
+from service.images import DecodedImage
 from service.jobs import JobManager
 from service.pipeline.case import CaseInput
 from service.pipeline.domain import Classification, GateOutcome, ModelInfo, Patient, SourceImage

@@ -10,7 +10,7 @@ import asyncio
 import re
 from collections.abc import AsyncIterator, Iterable
 
-from service.pipeline.domain import Classification, GateOutcome, ModelInfo, Patient, Status
+from service.pipeline.domain import ModelInfo, Patient
 from service.pipeline.narrators.base import NarrationRequest
 from service.pipeline.narrators.content import (
     CONTENT_VERSION,
@@ -21,26 +21,17 @@ from service.pipeline.narrators.content import (
     content_sha256,
 )
 from service.pipeline.narrators.sections import render_sections
+from service.pipeline.policy import CANCER, candidates, runner_ups
 
 __all__ = [
     "CONTENT_VERSION",
     "KnowledgeEntry",
     "KnowledgeNarrator",
-    "candidates",
     "compose_narrative",
-    "effective_status",
     "knowledge_entry",
     "percent",
-    "prompt_review_advised",
     "reason_phrases",
-    "runner_ups",
 ]
-
-#: Other classes at or above this probability are mentioned as runner-ups (at most two).
-RUNNER_UP_MIN = 0.15
-#: Inconclusive results list the top classes at or above this probability (two to three).
-CANDIDATE_MIN = 0.05
-CANCER = "Carcinoma"
 
 
 def _language(language: str) -> str:
@@ -55,15 +46,6 @@ def knowledge_entry(label: str, language: str) -> KnowledgeEntry:
     return entries[label]
 
 
-def effective_status(classification: Classification, gate: GateOutcome) -> Status:
-    """The stricter of the gate's and the classifier's status."""
-    statuses = {gate.status, classification.status}
-    for status in ("rejected", "inconclusive"):
-        if status in statuses:
-            return status  # type: ignore[return-value]
-    return "ok"
-
-
 def percent(probability: float) -> str:
     """A calibrated probability as a whole percentage; never claims 0 % or 100 %."""
     if probability >= 0.995:
@@ -71,30 +53,6 @@ def percent(probability: float) -> str:
     if probability < 0.005:
         return "<1%"
     return f"{probability * 100:.0f}%"
-
-
-def _ranked(classification: Classification) -> list[tuple[str, float]]:
-    return sorted(classification.probabilities.items(), key=lambda item: -item[1])
-
-
-def runner_ups(classification: Classification) -> list[tuple[str, float]]:
-    """Up to two other classes close enough to the top one to mention."""
-    return [(lbl, p) for lbl, p in _ranked(classification)[1:3] if p >= RUNNER_UP_MIN]
-
-
-def candidates(classification: Classification) -> list[tuple[str, float]]:
-    """The top two or three classes to list when the result is inconclusive."""
-    ranked = _ranked(classification)
-    return ranked[:2] + [(lbl, p) for lbl, p in ranked[2:3] if p >= CANDIDATE_MIN]
-
-
-def prompt_review_advised(classification: Classification, gate: GateOutcome) -> bool:
-    """True for inconclusive results and whenever carcinoma is the finding or a runner-up."""
-    status = effective_status(classification, gate)
-    if status != "ok":
-        return status == "inconclusive"
-    labels = {classification.label, *(lbl for lbl, _ in runner_ups(classification))}
-    return CANCER in labels
 
 
 def reason_phrases(codes: Iterable[str], language: str) -> list[str]:
@@ -184,7 +142,7 @@ def _inconclusive(cat: Catalog, request: NarrationRequest) -> dict[str, str]:
 
 
 def _rejected(cat: Catalog, request: NarrationRequest) -> dict[str, str]:
-    codes = (*request.gate.reasons, *request.classification.reasons)
+    codes = request.gate.reasons
     reasons = cat.text["separator"].join(reason_phrases(codes, cat.language))
     return {
         "observations": cat.text["rejected"].format(reasons=reasons),
@@ -197,8 +155,7 @@ def compose_narrative(request: NarrationRequest) -> str:
     """The full narrative for `request`: banner line, then the sections under their headings."""
     language = _language(request.language)
     cat = catalog(language)
-    status = effective_status(request.classification, request.gate)
-    compose = {"ok": _ok, "inconclusive": _inconclusive, "rejected": _rejected}[status]
+    compose = {"ok": _ok, "inconclusive": _inconclusive, "rejected": _rejected}[request.gate.status]
     banner = cat.text["banner"].format(version=CONTENT_VERSION)
     return render_sections(compose(cat, request), language, preamble=banner)
 

@@ -36,7 +36,7 @@ from transformers import (
 from service.errors import ServiceUnavailable
 from service.pipeline.domain import ModelInfo
 from service.pipeline.narrators.base import NarrationRequest, NarratorUnavailable
-from service.pipeline.narrators.device_gate import DeviceGate, gate_for
+from service.pipeline.narrators.device_queue import DeviceQueue, queue_for
 from service.pipeline.narrators.prompts import build_hf_messages
 
 log = structlog.get_logger(__name__)
@@ -94,7 +94,7 @@ class MedGemmaNarrator:
         on_cuda = self.device.startswith("cuda")
         self.quantized = quantization == "4bit" or (quantization == "auto" and on_cuda)
         self.info: ModelInfo = model_info(model_dir)
-        self._gate: DeviceGate = gate_for(self.device)
+        self._queue: DeviceQueue = queue_for(self.device)
         self._load_lock = threading.Lock()
         self._model: Any = None
         self._processor: Any = None
@@ -144,7 +144,7 @@ class MedGemmaNarrator:
 
     def ensure_capacity(self) -> None:
         """503 + Retry-After when `queue_size` runs already wait for this device."""
-        waiting = self._gate.waiting
+        waiting = self._queue.waiting
         if waiting >= self.queue_size:
             retry_after = min(600, max(1, math.ceil(self._run_s * (waiting + 1))))
             raise ServiceUnavailable(
@@ -153,9 +153,9 @@ class MedGemmaNarrator:
 
     async def stream(self, request: NarrationRequest) -> AsyncGenerator[str, None]:
         """Yield the report text as the model writes it."""
-        if self._gate.waiting >= self.queue_size:
+        if self._queue.waiting >= self.queue_size:
             raise NarratorUnavailable("narrator queue is full")
-        await self._gate.acquire()
+        await self._queue.acquire()
         stop = threading.Event()
         worker: asyncio.Future[None] | None = None
         try:
@@ -191,7 +191,7 @@ class MedGemmaNarrator:
         finally:
             stop.set()
             if worker is None:
-                self._gate.release()
+                self._queue.release()
             elif not worker.done():
                 with contextlib.suppress(Exception):
                     await asyncio.shield(worker)
@@ -222,7 +222,7 @@ class MedGemmaNarrator:
             streamer.end()
             raise
         finally:
-            self._gate.release()
+            self._queue.release()
 
 
 _WEIGHTS = ("*.safetensors", "*.bin", "*.gguf", "*.pt")

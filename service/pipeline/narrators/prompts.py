@@ -19,7 +19,6 @@ from service.pipeline.domain import REPORT_SECTIONS
 from service.pipeline.narrators.base import NarrationRequest
 from service.pipeline.narrators.knowledge import (
     KnowledgeEntry,
-    effective_status,
     knowledge_entry,
     percent,
     reason_phrases,
@@ -184,7 +183,7 @@ def user_prompt(request: NarrationRequest) -> str:
     lines = [t["result"], *(f"- {entries[label].name}: {percent(p)}" for label, p in probabilities)]
     codes = request.gate.reasons
     reasons = ", ".join(reason_phrases(codes, language)) if codes else ""
-    effective = effective_status(request.classification, request.gate)
+    effective = request.gate.status
     if effective == "rejected":
         lines.append(t["rejected"].format(reasons=reasons or "-"))
     elif effective == "inconclusive":

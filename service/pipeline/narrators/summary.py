@@ -2,33 +2,24 @@
 
 from __future__ import annotations
 
-from service.pipeline.domain import Classification, GateOutcome, Patient
+from service.pipeline.domain import Classification, GateOutcome
 from service.pipeline.narrators.content import catalog
-from service.pipeline.narrators.knowledge import (
-    candidates,
-    effective_status,
-    percent,
-    prompt_review_advised,
-    reason_phrases,
-)
+from service.pipeline.narrators.knowledge import percent, reason_phrases
+from service.pipeline.policy import candidates, review_advised
 
 
-def summarize(
-    classification: Classification, gate: GateOutcome, patient: Patient, language: str
-) -> str:
+def summarize(classification: Classification, gate: GateOutcome, language: str) -> str:
     """Two or three sentences: the finding and its calibrated confidence, what it means, and
     whether urgent in-person review is advised; for a rejected photo, why it was rejected.
 
-    `patient` is accepted for the pipeline's uniform call; the summary does not depend on it
-    (age- and sex-specific notes belong to the narrative) and never repeats patient data.
+    It takes no patient data: age- and sex-specific notes belong to the narrative, and the
+    summary (also the FHIR `conclusion`) never repeats patient data.
     """
-    del patient
     cat = catalog(language.replace("_", "-").split("-")[0].lower())
     text, separator = cat.text, cat.text["separator"]
-    status = effective_status(classification, gate)
+    status = gate.status
     if status == "rejected":
-        codes = (*gate.reasons, *classification.reasons)
-        reasons = separator.join(reason_phrases(codes, cat.language))
+        reasons = separator.join(reason_phrases(gate.reasons, cat.language))
         return f"{text['summary_rejected'].format(reasons=reasons)} {text['summary_retake']}"
     if status == "inconclusive":
         listing = separator.join(
@@ -42,6 +33,6 @@ def summarize(
             name=entry.short_name, confidence=percent(classification.confidence)
         )
         sentences = [finding, entry.summary]
-    if prompt_review_advised(classification, gate):
+    if review_advised(classification, gate):
         sentences.append(text["summary_urgent"])
     return " ".join(sentences)

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import io
-import re
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pydicom
@@ -26,15 +25,16 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.pixels.utils import pixel_array
 from pydicom.uid import UID
-from pydicom.valuerep import PersonName
 
+from service.dicom.patient import patient_from_dataset
 from service.errors import (
     DicomMismatch,
     ImageTooLarge,
     InvalidDicom,
     UnsupportedSopClass,
 )
-from service.intake.images import DecodedImage, ImageLimits, check_min_side
+from service.images import DecodedImage, ImageLimits, check_min_side
+from service.pipeline.case import DicomOrigin
 from service.pipeline.domain import Patient, SourceImage
 
 pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
@@ -73,8 +73,15 @@ SOURCE_KEYWORDS: tuple[str, ...] = (
     "StudyDate",
     "AccessionNumber",
 )
-_AGE = re.compile(r"^(\d{3})([DWMY])$")
-_EAST_ASIAN = re.compile(r"[\u1100-\u11ff\u3040-\u30ff\u3130-\u318f\u4e00-\u9fff\uac00-\ud7af]")
+#: Patient and General Study attributes a report instance copies from its source.
+PATIENT_KEYWORDS = (
+    "PatientName", "PatientID", "IssuerOfPatientID", "PatientBirthDate", "PatientSex",
+    "PatientAge", "PatientSize", "PatientWeight",
+)  # fmt: skip
+STUDY_KEYWORDS = (
+    "StudyDate", "StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber",
+    "StudyDescription",
+)  # fmt: skip
 _CHUNK = 8192  # pydicom's read size when scanning undefined-length values
 
 
@@ -88,6 +95,22 @@ class DicomImage:
     source: dict[str, str]
     #: The data set without Pixel Data (the report writer copies the patient and study modules).
     header: Dataset
+
+    def origin(self) -> DicomOrigin:
+        """The serialisable part of the header a report instance copies (see `DicomOrigin`)."""
+        header = self.header
+        modules = {}
+        for keyword in PATIENT_KEYWORDS + STUDY_KEYWORDS:
+            if keyword in header:
+                value = header.get(keyword)  # decoded with the source's character set
+                modules[keyword] = "" if value is None else str(value)
+        return DicomOrigin(
+            study_instance_uid=str(header.get("StudyInstanceUID", "")),
+            series_instance_uid=str(header.get("SeriesInstanceUID", "")),
+            sop_instance_uid=str(header.get("SOPInstanceUID", "")),
+            sop_class_uid=str(header.get("SOPClassUID", "")),
+            modules=modules,
+        )
 
     def source_image(self) -> SourceImage:
         """The domain's view of where the image came from."""
@@ -253,65 +276,3 @@ def _int(value: Any, default: int) -> int:
 
 def _source(ds: Dataset) -> dict[str, str]:
     return {k: str(ds.get(k)).strip() for k in SOURCE_KEYWORDS if ds.get(k) not in (None, "")}
-
-
-def patient_from_dataset(ds: Dataset, *, today: date | None = None) -> Patient:
-    """The Patient module as a domain `Patient` (names decoded with the data set's charset)."""
-    birth = _parse_da(ds.get("PatientBirthDate"))
-    reference = _parse_da(ds.get("StudyDate")) or today or date.today()
-    age = parse_age(str(ds.get("PatientAge") or ""))
-    if age is None and birth is not None and birth <= reference:
-        age = (
-            reference.year
-            - birth.year
-            - ((reference.month, reference.day) < (birth.month, birth.day))
-        )
-    patient_id = str(ds.get("PatientID") or "").strip()
-    return Patient(
-        name=format_person_name(ds.get("PatientName")),
-        age=age,
-        sex=_SEX.get(str(ds.get("PatientSex") or "").strip().upper()),
-        birth_date=birth.isoformat() if birth else None,
-        identifier=patient_id or None,
-    )
-
-
-_SEX: dict[str, Literal["female", "male", "other"]] = {"F": "female", "M": "male", "O": "other"}
-
-
-def parse_age(value: str) -> int | None:
-    """An Age String ("045Y", "018M", "010W", "003D") in whole years, else None."""
-    match = _AGE.match(value.strip())
-    if not match:
-        return None
-    number, unit = int(match.group(1)), match.group(2)
-    return {"Y": number, "M": number // 12, "W": number // 52, "D": number // 365}[unit]
-
-
-def _parse_da(value: Any) -> date | None:
-    text = str(value or "").strip()
-    if not re.fullmatch(r"\d{8}", text):
-        return None
-    try:
-        return date(int(text[:4]), int(text[4:6]), int(text[6:]))
-    except ValueError:
-        return None
-
-
-def format_person_name(value: Any) -> str | None:
-    """A PN value for people: "Given Middle Family", or "FamilyGiven" in East Asian scripts.
-
-    The first non-empty component group (alphabetic, ideographic, phonetic) is used.
-    """
-    if value is None:
-        return None
-    name = value if isinstance(value, PersonName) else PersonName(str(value))
-    for group in str(name).split("="):
-        parts = [p.strip() for p in (group.split("^") + [""] * 5)[:5]]
-        family, given, middle, prefix, suffix = parts
-        if not any(parts):
-            continue
-        if _EAST_ASIAN.search(family + given):
-            return "".join(p for p in (family, given) if p) or None
-        return " ".join(p for p in (prefix, given, middle, family, suffix) if p)
-    return None

@@ -21,25 +21,18 @@ from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from service import __version__
-from service.intake.dicom import DicomImage
+from service.dicom.decode import PATIENT_KEYWORDS, STUDY_KEYWORDS
+from service.pipeline.case import DicomOrigin
 from service.pipeline.domain import ModelInfo, Patient
 
 ENCAPSULATED_PDF_STORAGE = "1.2.840.10008.5.1.4.1.1.104.1"
 SERIES_NUMBER = 9001
-PATIENT_KEYWORDS = (
-    "PatientName", "PatientID", "IssuerOfPatientID", "PatientBirthDate", "PatientSex",
-    "PatientAge", "PatientSize", "PatientWeight",
-)  # fmt: skip
-STUDY_KEYWORDS = (
-    "StudyDate", "StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber",
-    "StudyDescription",
-)  # fmt: skip
 _SEX = {"female": "F", "male": "M", "other": "O"}
 
 
 def encapsulated_pdf(
     pdf: bytes,
-    source: DicomImage | None,
+    source: DicomOrigin | None,
     patient: Patient,
     model: ModelInfo,
     narrator: ModelInfo,
@@ -83,20 +76,18 @@ def encapsulated_pdf(
     return _part10(ds)
 
 
-def _copy_source(ds: Dataset, source: DicomImage) -> None:
+def _copy_source(ds: Dataset, source: DicomOrigin) -> None:
     """Patient, General Study and references from the source image's header."""
-    header = source.header
     for keyword in PATIENT_KEYWORDS + STUDY_KEYWORDS:
-        if keyword in header:
-            value = header.get(keyword)  # decoded with the source's character set
-            setattr(ds, keyword, str(value) if keyword == "PatientName" else value)
+        if keyword in source.modules:
+            setattr(ds, keyword, source.modules[keyword])
     for keyword in (*PATIENT_KEYWORDS[:2], *PATIENT_KEYWORDS[3:5], *STUDY_KEYWORDS[:5]):
         if keyword not in ds:
             setattr(ds, keyword, "")
-    ds.StudyInstanceUID = header.StudyInstanceUID
+    ds.StudyInstanceUID = source.study_instance_uid
     reference = Dataset()
-    reference.ReferencedSOPClassUID = header.SOPClassUID
-    reference.ReferencedSOPInstanceUID = header.SOPInstanceUID
+    reference.ReferencedSOPClassUID = source.sop_class_uid
+    reference.ReferencedSOPInstanceUID = source.sop_instance_uid
     ds.SourceInstanceSequence = Sequence([reference])
 
 

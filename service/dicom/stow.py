@@ -16,6 +16,7 @@ from service.errors import (
     ImageTooLarge,
     PayloadTooLarge,
     ServiceError,
+    ServiceUnavailable,
     UnsupportedSopClass,
 )
 
@@ -49,6 +50,7 @@ _BY_CODE = {
     DicomMismatch.code: DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
     ImageTooLarge.code: OUT_OF_RESOURCES,
     PayloadTooLarge.code: OUT_OF_RESOURCES,
+    ServiceUnavailable.code: OUT_OF_RESOURCES,  # the narrator queue is full
 }
 
 

@@ -1,7 +1,7 @@
 """One run at a time per device, first come first served, usable from any thread or event loop.
 
 An `asyncio.Lock` binds to one event loop and cannot be released from a worker thread; the
-gate is released by the generation thread itself when it really stops, so a cancelled run
+queue is released by the generation thread itself when it really stops, so a cancelled run
 never overlaps the next one on the same GPU.
 """
 
@@ -19,7 +19,7 @@ def _wake(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-class DeviceGate:
+class DeviceQueue:
     """A FIFO mutex: `await acquire()` in a coroutine, `release()` from any thread."""
 
     def __init__(self) -> None:
@@ -70,12 +70,12 @@ class DeviceGate:
             self.release()
 
 
-_GATES: dict[str, DeviceGate] = {}
-_GATES_LOCK = threading.Lock()
+_QUEUES: dict[str, DeviceQueue] = {}
+_QUEUES_LOCK = threading.Lock()
 
 
-def gate_for(device: str) -> DeviceGate:
-    """The process-wide gate of `device` ("cuda" and "cuda:0" are the same device)."""
+def queue_for(device: str) -> DeviceQueue:
+    """The process-wide queue of `device` ("cuda" and "cuda:0" are the same device)."""
     key = "cuda:0" if device == "cuda" else device
-    with _GATES_LOCK:
-        return _GATES.setdefault(key, DeviceGate())
+    with _QUEUES_LOCK:
+        return _QUEUES.setdefault(key, DeviceQueue())

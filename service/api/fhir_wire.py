@@ -1,0 +1,121 @@
+"""The FHIR door's wire format: content negotiation, JSON decoding, FHIR responses and errors.
+
+JSON only (`application/fhir+json`, also `application/json`); XML is refused with 406 and the
+CapabilityStatement says so. Every error is an OperationOutcome with the right status.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
+
+from fhir_mappings.outcome import operation_outcome
+from service.errors import (
+    BadRequest,
+    NotAcceptable,
+    NotFound,
+    PayloadTooLarge,
+    ServiceError,
+    UnsupportedMediaType,
+)
+
+FHIR_JSON = "application/fhir+json"
+JSON_TYPES = {FHIR_JSON, "application/json"}
+SUPPORTED_FHIR_VERSIONS = {"4.0", "4.0.1"}
+
+
+def fhir_response(body: dict[str, Any], status: int = 200, **headers: str) -> Response[Any]:
+    """A FHIR JSON response."""
+    return Response(
+        content=json.dumps(body, ensure_ascii=False).encode(),
+        status_code=status,
+        media_type=f"{FHIR_JSON}; charset=utf-8",
+        headers=headers or None,
+    )
+
+
+def outcome_response(error: ServiceError) -> Response[Any]:
+    """OperationOutcome with the error's status (+ Retry-After for 503)."""
+    headers = {"Retry-After": str(error.retry_after)} if hasattr(error, "retry_after") else {}
+    return fhir_response(operation_outcome(error), error.status, **headers)
+
+
+def _service_error(_: Request[Any, Any, Any], exc: ServiceError) -> Response[Any]:
+    return outcome_response(exc)
+
+
+def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    if isinstance(exc, RequestEntityTooLarge):
+        limit = request.route_handler.resolve_request_max_body_size()
+        return outcome_response(PayloadTooLarge(f"the request body exceeds {limit} bytes"))
+    if exc.status_code == 404:
+        return outcome_response(NotFound(str(exc.detail)))
+    return outcome_response(BadRequest(str(exc.detail)))
+
+
+#: Every error on a FHIR route becomes an OperationOutcome.
+FHIR_EXCEPTION_HANDLERS = {ServiceError: _service_error, HTTPException: _http_error}
+
+
+def check_accept(request: Request[Any, Any, Any], *extra: str) -> None:
+    """406 unless the client accepts FHIR JSON (or one of `extra`)."""
+    accept = request.headers.get("accept", "")
+    if not accept.strip():
+        return
+    offered = [part.split(";")[0].strip().lower() for part in accept.split(",")]
+    acceptable = JSON_TYPES | {"*/*", "application/*", *extra}
+    if not any(kind in acceptable for kind in offered):
+        raise NotAcceptable(
+            f"cannot produce {accept[:100]}: this server speaks FHIR JSON only "
+            "(application/fhir+json)",
+            expression=["Accept"],
+        )
+
+
+def check_content_type(request: Request[Any, Any, Any]) -> None:
+    """415 unless the body is FHIR JSON of a supported FHIR version."""
+    media_type, options = request.content_type
+    if media_type.lower() not in JSON_TYPES:
+        raise UnsupportedMediaType(
+            f"content type '{media_type or 'none'}' is not accepted; send application/fhir+json",
+            expression=["Content-Type"],
+        )
+    version = options.get("fhirVersion") or options.get("fhirversion")
+    if version and version not in SUPPORTED_FHIR_VERSIONS:
+        raise UnsupportedMediaType(
+            f"fhirVersion={version[:20]} is not supported; this server speaks FHIR R4 (4.0)",
+            expression=["Content-Type"],
+        )
+
+
+async def json_body(request: Request[Any, Any, Any]) -> Any:
+    """The request body as JSON, or 400."""
+    try:
+        return json.loads(await request.body())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadRequest(f"the body is not valid JSON ({exc.__class__.__name__})") from None
+
+
+def accepted_outcome(job_id: str, progress: str = "accepted") -> dict[str, Any]:
+    """An informational OperationOutcome for 202 answers."""
+    return {
+        "resourceType": "OperationOutcome",
+        "issue": [
+            {
+                "severity": "information",
+                "code": "informational",
+                "diagnostics": f"$diagnose job {job_id}: {progress}",
+            }
+        ],
+    }
+
+
+def base_url(request: Request[Any, Any, Any]) -> str:
+    """Absolute base of the FHIR endpoint (settings.public_base_url wins)."""
+    configured = request.app.state.settings.public_base_url
+    root = configured.rstrip("/") if configured else str(request.base_url).rstrip("/")
+    return f"{root}/fhir"
