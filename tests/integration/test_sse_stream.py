@@ -10,8 +10,10 @@ import httpx
 import jsonschema
 import pytest
 
-from tests.integration.conftest import LiveServer
+from tests.integration.conftest import LiveServer, start_server, stop_server
 from tests.sse_client import SseEvent, event_schema, iter_sse
+from tests.support.gated_llm import TEXT as GATED_TEXT
+from tests.support.gated_llm import GatedLlm
 
 CONTRACT = json.loads(
     (Path(__file__).resolve().parents[2] / "contracts" / "sse-events.schema.json").read_text()
@@ -128,24 +130,49 @@ def test_disconnect_does_not_cancel_and_reattach_live(
     assert names[0] == "validated" and names[-1] == "completed"
 
 
-def test_first_event_arrives_before_the_report_is_written(
-    live_server: LiveServer, skin_jpeg: bytes
+def test_events_reach_the_client_while_the_narrator_is_still_blocked(
+    tmp_path: Path, skin_jpeg: bytes
 ) -> None:
-    arrivals: list[tuple[str, float]] = []
-    start = time.perf_counter()
-    with httpx.stream(
-        "POST",
-        f"{live_server.url}/api/v1/diagnose-stream",
-        files={"image": ("p.jpg", skin_jpeg, "image/jpeg")},
-        timeout=60,
-    ) as response:
-        for item in iter_sse(response):
-            if isinstance(item, SseEvent):
-                arrivals.append((item.name, time.perf_counter() - start))
-    # streaming, not buffering: `accepted` arrives strictly before `completed`
-    times = dict(arrivals)
-    assert times["accepted"] < times["completed"]
-    assert times["classified"] <= times["pdf.ready"]
+    """Streaming, not buffering: the client sees `classified` while the LLM is still holding
+    its answer, and only then releases it. A buffering server would show the client nothing
+    until the narrator gave up — the LLM then reports `timed_out` and this test fails."""
+    with GatedLlm(hold_s=20) as llm:
+        server = start_server(
+            tmp_path,
+            {
+                "SKINSCREEN_NARRATOR": "openai",
+                "SKINSCREEN_OPENAI_BASE_URL": llm.url,
+                "SKINSCREEN_OPENAI_RETRIES": "0",
+                "SKINSCREEN_OPENAI_SEND_IMAGE": "false",
+            },
+        )
+        try:
+            names: list[str] = []
+            before_release: list[str] = []
+            deltas: list[str] = []
+            with httpx.stream(
+                "POST",
+                f"{server.url}/api/v1/diagnose-stream",
+                files={"image": ("p.jpg", skin_jpeg, "image/jpeg")},
+                timeout=60,
+            ) as response:
+                for item in iter_sse(response):
+                    if not isinstance(item, SseEvent):
+                        continue
+                    names.append(item.name)
+                    if item.name == "report.delta":
+                        deltas.append(item.data["text"])
+                    if item.name == "classified":
+                        assert llm.waiting.wait(15), "the narrator never asked the LLM"
+                        assert not llm.release.is_set() and not llm.timed_out
+                        before_release = list(names)
+                        llm.release.set()
+        finally:
+            stop_server(server)
+    assert not llm.timed_out, "the client saw nothing until the narrator gave up: buffered"
+    assert before_release == ["accepted", "validated", "classified"]
+    assert names[-1] == "completed" and "narrator.fallback" not in names
+    assert "".join(deltas) == "".join(GATED_TEXT)
 
 
 @pytest.mark.parametrize("language", ["xx", "EN-gb-long"])

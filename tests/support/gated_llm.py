@@ -1,0 +1,82 @@
+"""An OpenAI-compatible chat server on loopback that holds each answer until the test says go.
+
+It lets a test prove that events reach an SSE client *while* the narrator is still waiting:
+if the service buffered its response, the client would see nothing before the release, and
+the server would give up (503) after `hold_s` — which the test then sees as `timed_out`.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+
+TEXT = ["## Observations\n\nA gated ", "narrative ", "arrives.\n"]
+
+
+class GatedLlm:
+    """`with GatedLlm() as llm:` → `llm.url` (…/v1), `llm.waiting`, `llm.release`."""
+
+    def __init__(self, hold_s: float = 20.0) -> None:
+        self.hold_s = hold_s
+        self.waiting = threading.Event()  # a chat request has arrived and is being held
+        self.release = threading.Event()  # the test lets the answer go
+        self.timed_out = False
+        gated = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                return None
+
+            def _json(self, status: int, body: dict[str, Any]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                self._json(200, {"object": "list", "data": [{"id": "gated-model"}]})
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                gated.waiting.set()
+                if not gated.release.wait(gated.hold_s):
+                    gated.timed_out = True
+                    self._json(503, {"error": "nobody released the answer"})
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()
+                for piece in TEXT:
+                    chunk = {"model": "gated-model", "choices": [{"delta": {"content": piece}}]}
+                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                    self.wfile.flush()
+                self.wfile.write(b"data: [DONE]\n\n")
+                self.wfile.flush()
+                self.close_connection = True
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}/v1"
+
+    def __enter__(self) -> GatedLlm:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.release.set()
+        self._server.shutdown()
+        self._server.server_close()
