@@ -119,6 +119,17 @@ class FhirServer:
         finally:
             await response.aclose()
 
+    async def _get(self, url: str, accept: str, too_large: Exception) -> _Answer:
+        """GET for a door that is waiting: unreachable or slow → 503, too large → `too_large`."""
+        try:
+            return await self._send("GET", url, {"Accept": accept})
+        except httpx.TimeoutException:
+            raise ServiceUnavailable("the FHIR server did not answer in time") from None
+        except httpx.HTTPError:
+            raise ServiceUnavailable("the FHIR server cannot be reached") from None
+        except _TooLarge:
+            raise too_large from None
+
     async def fetch_attachment(self, url: str) -> bytes:
         """GET image bytes at `url` (relative `Binary/…` or absolute) from the server."""
         if not self.base:
@@ -128,14 +139,7 @@ class FhirServer:
             f"the fetched image exceeds {self.limit} bytes", limit_bytes=self.limit
         )
         for _ in range(_MAX_REDIRECTS + 1):
-            try:
-                answer = await self._send("GET", target, {"Accept": _IMAGE_ACCEPT})
-            except httpx.TimeoutException:
-                raise ServiceUnavailable("the FHIR server did not answer in time") from None
-            except httpx.HTTPError:
-                raise ServiceUnavailable("the FHIR server cannot be reached") from None
-            except _TooLarge:
-                raise too_large from None
+            answer = await self._get(target, _IMAGE_ACCEPT, too_large)
             if answer.location is not None:
                 target = self._url(urllib.parse.urljoin(target, answer.location))
                 continue
@@ -154,17 +158,8 @@ class FhirServer:
 
         404/410 → 422 "not found on the FHIR server"; unreachable, timeout or 5xx → 503.
         """
-        url = self._url(reference)
-        try:
-            answer = await self._send("GET", url, {"Accept": FHIR_JSON})
-        except httpx.TimeoutException:
-            raise ServiceUnavailable("the FHIR server did not answer in time") from None
-        except httpx.HTTPError:
-            raise ServiceUnavailable("the FHIR server cannot be reached") from None
-        except _TooLarge:
-            raise FhirUnprocessable(
-                f"subject {reference} is larger than {self.limit} bytes"
-            ) from None
+        too_large = FhirUnprocessable(f"subject {reference} is larger than {self.limit} bytes")
+        answer = await self._get(self._url(reference), FHIR_JSON, too_large)
         status = answer.status
         if status in (404, 410):
             raise FhirUnprocessable(f"subject {reference} not found on the FHIR server")

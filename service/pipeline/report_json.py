@@ -5,22 +5,25 @@ from __future__ import annotations
 from typing import Any
 
 from service.pipeline.domain import Classification, GateOutcome, Patient, Report, SourceImage
+from service.pipeline.events import ClassifiedData
 
 
-def classification_json(classification: Classification, gate: GateOutcome) -> dict[str, Any]:
+def classification_json(classification: Classification, gate: GateOutcome) -> ClassifiedData:
     """The REST/CLI classification contract (status and reasons are the one verdict, the
     gate's); rejected images carry no probabilities."""
-    body: dict[str, Any] = {"status": gate.status, "reasons": list(gate.reasons)}
-    if gate.status != "rejected":
-        body.update(
-            label=classification.label,
-            confidence=round(classification.confidence, 6),
-            probabilities={k: round(v, 6) for k, v in classification.probabilities.items()},
+    model = classification.model.as_dict()
+    if gate.status == "rejected":
+        return ClassifiedData(
+            status=gate.status, reasons=list(gate.reasons), label=None, confidence=None, model=model
         )
-    else:
-        body.update(label=None, confidence=None)
-    body["model"] = classification.model.as_dict()
-    return body
+    return ClassifiedData(
+        status=gate.status,
+        reasons=list(gate.reasons),
+        label=classification.label,
+        confidence=round(classification.confidence, 6),
+        probabilities={k: round(v, 6) for k, v in classification.probabilities.items()},
+        model=model,
+    )
 
 
 def gate_json(gate: GateOutcome) -> dict[str, Any]:
