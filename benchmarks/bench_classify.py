@@ -25,7 +25,7 @@ from service.images import decode_image, load_rgb  # noqa: E402
 from service.logging import configure_logging  # noqa: E402
 from service.pipeline.backends import available_backends, card_path, load_screener  # noqa: E402
 from service.settings import Settings  # noqa: E402
-from tests.integration.conftest import start_server, stop_server  # noqa: E402
+from tests.support.live_server import start_server, stop_server  # noqa: E402
 
 T = TypeVar("T")
 

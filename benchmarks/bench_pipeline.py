@@ -25,7 +25,7 @@ from service.logging import configure_logging  # noqa: E402
 from service.pipeline.case import MemorySink  # noqa: E402
 from service.pipeline.run import run_case  # noqa: E402
 from service.settings import Settings  # noqa: E402
-from tests.integration.conftest import start_server, stop_server  # noqa: E402
+from tests.support.live_server import start_server, stop_server  # noqa: E402
 
 
 def in_process_diagnose(settings: Settings, photo: bytes, language: str, n: int) -> float:

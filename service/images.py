@@ -78,7 +78,9 @@ def decode_image(data: bytes, limits: ImageLimits | None = None) -> DecodedImage
         ) from None
     except UnidentifiedImageError:
         raise InvalidImage("the body is not a decodable JPEG, PNG, WebP or GIF image") from None
-    except (OSError, SyntaxError, ValueError) as exc:
+    except (OSError, SyntaxError, ValueError, EOFError, ImportError) as exc:
+        # ImportError: a plug-in opener (e.g. registered by a training library) that needs a
+        # codec this process lacks — still the client's undecodable bytes, never a 500.
         raise InvalidImage("the image data is corrupt or truncated") from exc
     check_min_side(rgb, limits)
     return DecodedImage(

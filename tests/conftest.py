@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import io
-import os
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from service.settings import Settings
-
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+from tests.support.ci import IN_CI
 
 
 @pytest.fixture(scope="session")
@@ -53,13 +49,6 @@ def skin6_val_images(skin6_dir: Path) -> dict[str, list[Path]]:
     return {
         d.name: sorted(d.glob("*.jpg")) for d in sorted((skin6_dir / "val").iterdir()) if d.is_dir()
     }
-
-
-def jpeg_bytes(image: Image.Image, quality: int = 90) -> bytes:
-    """Encode an image as JPEG."""
-    buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, format="JPEG", quality=quality)
-    return buffer.getvalue()
 
 
 @pytest.fixture(scope="session")

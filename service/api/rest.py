@@ -15,7 +15,7 @@ from service.api.problems import problem_response
 from service.api.sse import last_event_id, sse_response
 from service.api.uploads import intake_from_request
 from service.bootstrap import Services
-from service.errors import Conflict, NotFound
+from service.errors import Conflict, NotFound, error_from_problem
 from service.intake.cases import Intake
 from service.pipeline.case import Mode
 from service.pipeline.result import RunResult
@@ -50,18 +50,18 @@ class RestController(Controller):
         self,
         request: Request[Any, Any, Any],
         explain: bool = Parameter(default=False, description="add a heatmap PNG (data URL)"),
-    ) -> Response[Any]:
+    ) -> dict[str, Any]:
         """Gate + classify one image: label, calibrated probabilities, status and reasons."""
         services = services_of(request)
         intake = await intake_from_request(request, services.limits)
         result = await submit(services, intake, "classify", explain=explain)
         if result.error is not None or result.classification is None or not result.validated:
-            return problem_response(result.error or {})
+            raise error_from_problem(result.error or {})
         body: dict[str, Any] = {**result.classification, "gate": result.validated["gate"]}
         if "heatmap" in result.artifacts:
             png = result.artifacts["heatmap"][1]
             body["heatmap"] = "data:image/png;base64," + base64.b64encode(png).decode()
-        return Response(body)
+        return body
 
     @post("/analyze", status_code=200, operation_class=UploadOperation)
     async def analyze(self, request: Request[Any, Any, Any]) -> Response[Any]:

@@ -1,59 +1,34 @@
 """Playwright (sync API) driving Debian's chromium against the service in a real subprocess.
 
-Playwright never downloads a browser here: it launches /usr/bin/chromium. Outside CI a missing
-chromium or playwright skips these tests loudly; under CI=true it fails them.
+The helpers (chromium, viewports, `PageWatch`) live in `tests.support.browser`.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.conftest import IN_CI
-from tests.integration.conftest import LiveServer, start_server, stop_server
+from tests.support.browser import (
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    DESKTOP,
+    PageWatch,
+    require_browser,
+)
+from tests.support.live_server import LiveServer, start_server, stop_server
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, Page, ViewportSize
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "build" / "test-artifacts" / "web"
-DESKTOP: ViewportSize = {"width": 1280, "height": 900}
-MOBILE: ViewportSize = {"width": 375, "height": 812}
-
-
-def _require_browser() -> None:
-    missing = []
-    if not (CHROMIUM.is_file() or shutil.which("chromium")):
-        missing.append(f"{CHROMIUM} (apt-get install chromium)")
-    if importlib.util.find_spec("playwright") is None:
-        missing.append("the playwright Python package (pip install -e '.[dev]')")
-    if missing:
-        message = "BROWSER TESTS NOT RUN: missing " + " and ".join(missing)
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+    from playwright.sync_api import Browser, Page
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     """One headless chromium for the session."""
-    _require_browser()
+    require_browser()
     from playwright.sync_api import sync_playwright  # optional: only when installed
 
     with sync_playwright() as playwright:
@@ -65,19 +40,10 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture(scope="module")
 def web_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """The service (default settings) on loopback."""
-    _require_browser()
+    require_browser()
     server = start_server(tmp_path_factory.mktemp("web-server"))
     yield server
     stop_server(server)
-
-
-@dataclass
-class PageWatch:
-    """What the page did: every request URL, console errors, uncaught exceptions."""
-
-    requests: list[str] = field(default_factory=list)
-    console_errors: list[str] = field(default_factory=list)
-    page_errors: list[str] = field(default_factory=list)
 
 
 @pytest.fixture

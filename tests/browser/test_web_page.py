@@ -13,9 +13,9 @@ from PIL import Image, ImageDraw
 
 from service.api.web import page_strings
 from service.settings import Settings
-from tests.browser.conftest import DESKTOP, MOBILE, PageWatch
 from tests.dicom_factory import vl_photo
-from tests.integration.conftest import LiveServer
+from tests.support.browser import DESKTOP, MOBILE, PageWatch
+from tests.support.live_server import LiveServer
 
 if TYPE_CHECKING:
     from playwright.sync_api import FileChooser, Page, Route

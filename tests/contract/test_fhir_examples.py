@@ -27,7 +27,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.integration.conftest import LiveServer, start_server, stop_server
+from tests.support.live_server import LiveServer, start_server, stop_server
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "contracts" / "examples"
 UPDATE = os.environ.get("SKINSCREEN_UPDATE_CONTRACTS") == "1"

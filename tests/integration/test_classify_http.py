@@ -11,8 +11,8 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.conftest import jpeg_bytes
-from tests.integration.conftest import LiveServer
+from tests.support.factories import jpeg
+from tests.support.live_server import LiveServer
 
 CLASSES = ["Acne", "Carcinoma", "Eczema", "Keratosis", "Milia", "Rosacea"]
 
@@ -132,7 +132,7 @@ def test_truncated_jpeg(live_server: LiveServer, skin_jpeg: bytes) -> None:
 
 
 def test_too_small(live_server: LiveServer) -> None:
-    tiny = jpeg_bytes(Image.new("RGB", (20, 40), (200, 150, 130)))
+    tiny = jpeg((20, 40), (200, 150, 130))
     r = httpx.post(
         f"{live_server.url}/api/v1/classify", content=tiny, headers={"content-type": "image/jpeg"}
     )

@@ -16,8 +16,8 @@ from PIL import Image
 from pydicom import dcmread
 
 from tests import dicom_factory as factory
-from tests.integration.conftest import LiveServer
-from tests.unit.test_fhir_validation import assert_valid_r4
+from tests.support.fhir_checks import assert_valid_r4
+from tests.support.live_server import LiveServer
 
 DICOM = "application/dicom"
 NEGATIVES = [

@@ -14,8 +14,8 @@ from typing import Any
 
 import httpx
 
-from tests.integration.conftest import LiveServer
-from tests.unit.test_fhir_validation import assert_valid_r4
+from tests.support.fhir_checks import assert_valid_r4
+from tests.support.live_server import LiveServer
 
 FHIR = "application/fhir+json"
 

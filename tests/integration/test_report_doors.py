@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.conftest import LiveServer, free_port, start_server, stop_server
 from tests.sse_client import SseEvent, iter_sse
+from tests.support.live_server import LiveServer, free_port, start_server, stop_server
 
 
 def test_analyze_is_classification_plus_summary(live_server: LiveServer, skin_jpeg: bytes) -> None:

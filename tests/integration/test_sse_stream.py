@@ -10,10 +10,10 @@ import httpx
 import jsonschema
 import pytest
 
-from tests.integration.conftest import LiveServer, start_server, stop_server
 from tests.sse_client import SseEvent, event_schema, iter_sse
 from tests.support.gated_llm import TEXT as GATED_TEXT
 from tests.support.gated_llm import GatedLlm
+from tests.support.live_server import LiveServer, start_server, stop_server
 
 CONTRACT = json.loads(
     (Path(__file__).resolve().parents[2] / "contracts" / "sse-events.schema.json").read_text()

@@ -14,6 +14,8 @@ from PIL import Image, ImageFile
 from pydicom import dcmread
 from pydicom.data import get_charset_files, get_testdata_file
 
+from service.dicom.decode import decode_dicom
+from service.dicom.patient import format_person_name, parse_age
 from service.errors import (
     DicomMismatch,
     ImageTooLarge,
@@ -21,8 +23,6 @@ from service.errors import (
     ServiceError,
     UnsupportedSopClass,
 )
-from service.dicom.decode import decode_dicom
-from service.dicom.patient import format_person_name, parse_age
 from service.images import ImageLimits
 from tests import dicom_factory as factory
 

@@ -12,9 +12,10 @@ import pytest
 from PIL import Image
 from pydicom import dcmread
 
-from service.dicom.decode import decode_dicom
-from service.pipeline.domain import ModelInfo, Patient
+from service.dicom.decode import DicomImage, decode_dicom
 from service.dicom.encapsulated_pdf import ENCAPSULATED_PDF_STORAGE, encapsulated_pdf
+from service.pipeline.case import DicomOrigin
+from service.pipeline.domain import ModelInfo, Patient
 from tests import dicom_factory as factory
 
 MODEL = ModelInfo("skinscreen-yolov8n-cls", "2025.03", "ab" * 32)
@@ -25,8 +26,14 @@ EVEN_PDF = ODD_PDF + b"\n"
 
 
 @pytest.fixture(scope="module")
-def source() -> object:
+def decoded() -> DicomImage:
     return decode_dicom(factory.vl_photo(Image.new("RGB", (64, 48), (200, 120, 100))))
+
+
+@pytest.fixture(scope="module")
+def source(decoded: DicomImage) -> DicomOrigin:
+    """What a DICOM case carries of its source instance (the report copies it)."""
+    return decoded.origin()
 
 
 def _tool(name: str) -> str:
@@ -43,7 +50,7 @@ def _write(tmp_path: Path, data: bytes) -> Path:
 
 
 @pytest.mark.parametrize("with_source", [True, False])
-def test_dciodvfy_reports_no_errors(tmp_path: Path, source: object, with_source: bool) -> None:
+def test_dciodvfy_reports_no_errors(tmp_path: Path, source: DicomOrigin, with_source: bool) -> None:
     patient = Patient(
         name="Jane Doe", age=40, sex="female", birth_date="1985-01-02", identifier="P1"
     )
@@ -55,7 +62,7 @@ def test_dciodvfy_reports_no_errors(tmp_path: Path, source: object, with_source:
         NARRATOR,
         "피부 검진 보고서",
         "ko",
-        NOW,  # type: ignore[arg-type]
+        NOW,
     )
     result = subprocess.run(
         [_tool("dciodvfy"), str(_write(tmp_path, data))], capture_output=True, text=True, timeout=60
@@ -77,10 +84,12 @@ def test_dcm2pdf_extracts_our_pdf(tmp_path: Path, pdf: bytes) -> None:
     assert extracted == pdf
 
 
-def test_joins_the_source_study_and_names_the_models(source: object) -> None:
-    data = encapsulated_pdf(ODD_PDF, source, Patient(), MODEL, NARRATOR, "Report", "vi", NOW)  # type: ignore[arg-type]
+def test_joins_the_source_study_and_names_the_models(
+    decoded: DicomImage, source: DicomOrigin
+) -> None:
+    data = encapsulated_pdf(ODD_PDF, source, Patient(), MODEL, NARRATOR, "Report", "vi", NOW)
     ds = dcmread(io.BytesIO(data))
-    header = source.header  # type: ignore[attr-defined]
+    header = decoded.header
     assert ds.SOPClassUID == ENCAPSULATED_PDF_STORAGE == ds.file_meta.MediaStorageSOPClassUID
     assert ds.StudyInstanceUID == header.StudyInstanceUID
     assert ds.SeriesInstanceUID != header.SeriesInstanceUID and ds.Modality == "DOC"

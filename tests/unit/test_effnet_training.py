@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -18,27 +17,13 @@ from service.images import load_rgb  # noqa: E402
 from service.pipeline.classifier import OnnxClassifier  # noqa: E402
 from service.training.effnet import (  # noqa: E402
     IMAGENET_MEAN,
-    EffnetRecipe,
     build_model,
     cache_eval_images,
     pretrained_weights_path,
     train_effnet,
     train_transform,
 )
-
-CLASSES = ["Acne", "Carcinoma", "Eczema", "Keratosis", "Milia", "Rosacea"]
-TINY = EffnetRecipe(epochs=1, imgsz=64, train_imgsz=64, cache_edge=72, batch=6, freeze_blocks=3)
-
-
-def tiny_dataset(skin6_dir: Path, target: Path, per_class: int = 2) -> Path:
-    """Copy `per_class` train and val images of each class (no manifest: one group each)."""
-    for split in ("train", "val"):
-        for class_dir in sorted((skin6_dir / split).iterdir()):
-            folder = target / split / class_dir.name
-            folder.mkdir(parents=True)
-            for image in sorted(class_dir.glob("*.jpg"))[:per_class]:
-                shutil.copyfile(image, folder / image.name)
-    return target
+from tests.support.training_data import CLASSES, TINY, tiny_dataset  # noqa: E402
 
 
 @pytest.fixture(scope="module")

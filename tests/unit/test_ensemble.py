@@ -19,7 +19,7 @@ from service.pipeline.classifier import OnnxClassifier
 from service.settings import Settings
 from service.training.effnet import train_effnet
 from service.training.ensemble import ship_ensemble
-from tests.unit.test_effnet_training import CLASSES, TINY, tiny_dataset
+from tests.support.training_data import CLASSES, TINY, tiny_dataset
 
 
 @pytest.mark.slow

@@ -21,11 +21,11 @@ from fhir_mappings.inbound import SubjectRef, parse_diagnose_request
 from fhir_mappings.outbound import PdfDocument, diagnostic_report, transaction_bundle
 from fhir_mappings.outcome import operation_outcome
 from service import errors
-from service.intake.fhir_fetch import fetch_attachment
+from service.fhir_server import FhirServer
 from service.images import decode_image
 from service.settings import Settings
-from tests.unit.test_fhir_outbound import make_report
-from tests.unit.test_fhir_validation import assert_valid_r4
+from tests.support.factories import make_report
+from tests.support.fhir_checks import assert_valid_r4
 
 TODAY = dt.date(2025, 1, 1)
 
@@ -398,7 +398,15 @@ def server(skin_jpeg: bytes) -> Iterator[int]:
 def fetch(url: str, port: int | None, **overrides: Any) -> bytes:
     base = f"http://127.0.0.1:{port}/fhir" if port else None
     settings = Settings(fhir_server_url=base, fhir_fetch_timeout_s=5, **overrides)
-    return asyncio.run(fetch_attachment(url, settings))
+
+    async def go() -> bytes:
+        server = FhirServer(settings)  # the client bootstrap builds (no redirects, no proxies)
+        try:
+            return await server.fetch_attachment(url)
+        finally:
+            await server.aclose()
+
+    return asyncio.run(go())
 
 
 def test_fetch_allowed_urls(server: int, skin_jpeg: bytes) -> None:

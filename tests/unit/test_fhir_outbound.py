@@ -12,60 +12,11 @@ import pytest
 from fhir_mappings import codes
 from fhir_mappings.inbound import SubjectRef
 from fhir_mappings.outbound import PdfDocument, diagnostic_report, transaction_bundle
-from service.pipeline.domain import (
-    Classification,
-    GateOutcome,
-    ModelInfo,
-    Patient,
-    Report,
-    SourceImage,
-    Status,
-)
-from tests.unit.test_fhir_validation import assert_valid_r4
+from service.pipeline.domain import Status
+from tests.support.factories import MODEL, make_report
+from tests.support.fhir_checks import assert_valid_r4
 
 PDF = PdfDocument(data=b"%PDF-1.7\n% test pdf body\n%%EOF\n", title="Skin report", language="en")
-PROBABILITIES = {
-    "Acne": 0.71,
-    "Carcinoma": 0.04,
-    "Eczema": 0.1,
-    "Keratosis": 0.05,
-    "Milia": 0.02,
-    "Rosacea": 0.08,
-}
-
-
-def make_report(status: Status = "ok", fhir_reference: str | None = None) -> Report:
-    model = ModelInfo(name="skinscreen-yolov8n-cls", version="1.0.0", sha256="ab" * 32)
-    narrator = ModelInfo(name="knowledge", version="1", sha256="", kind="narrator")
-    gate = (
-        GateOutcome(status="rejected", reasons=("not_skin",))
-        if status == "rejected"
-        else GateOutcome(status="ok")
-    )
-    return Report(
-        case_id="case-123",
-        language="en",
-        patient=Patient(name="Test"),
-        history=None,
-        source=SourceImage(
-            media_type="image/jpeg",
-            sha256="cd" * 32,
-            width=320,
-            height=240,
-            fhir_reference=fhir_reference,
-        ),
-        classification=Classification(
-            PROBABILITIES, model, status="inconclusive" if status == "inconclusive" else "ok"
-        ),
-        gate=gate,
-        summary="s",
-        sections={},
-        narrative="n",
-        narrator=narrator,
-        generated_without_llm=True,
-        urgent_referral=False,
-        created_at="2025-03-01T10:00:00+00:00",
-    )
 
 
 def _contained(report: dict[str, Any], kind: str) -> list[dict[str, Any]]:
@@ -100,8 +51,8 @@ def test_final_report_is_complete_and_valid(shared_dir: Path) -> None:
     assert finding["derivedFrom"] == [{"reference": "#image"}]
     assert report["media"][0]["link"] == {"reference": "#image"}
     devices = {d["id"]: d for d in _contained(report, "Device")}
-    assert devices["classifier"]["identifier"][0]["value"] == "ab" * 32
-    assert devices["classifier"]["version"] == [{"value": "1.0.0"}]
+    assert devices["classifier"]["identifier"][0]["value"] == MODEL.sha256
+    assert devices["classifier"]["version"] == [{"value": MODEL.version}]
     (provenance,) = _contained(report, "Provenance")
     assert [a["who"]["reference"] for a in provenance["agent"]] == ["#classifier", "#narrator"]
 

@@ -7,35 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fhir.resources.R4B import get_fhir_model_class
-from fhirclient.models.fhirelementfactory import FHIRElementFactory
 
 from fhir_mappings import codes
 from fhir_mappings.conformance import capability_statement, operation_definition
 from fhir_mappings.outcome import operation_outcome, operation_outcome_from_validation
-from fhir_mappings.validation import R4SchemaValidator, optional_validator
+from fhir_mappings.validation import optional_validator
 from service import errors
 from service.pipeline.domain import CLASSES
-
-_VALIDATORS: dict[Path, R4SchemaValidator] = {}
-
-
-def schema_validator(shared_dir: Path) -> R4SchemaValidator:
-    """One compiled validator per schema path for the whole session."""
-    path = shared_dir / "fhir" / "r4" / "fhir.schema.json"
-    if path not in _VALIDATORS:
-        _VALIDATORS[path] = R4SchemaValidator(path)
-    return _VALIDATORS[path]
-
-
-def assert_valid_r4(resource: dict[str, Any], shared_dir: Path) -> None:
-    """The official R4 schema, fhirclient (R4) and fhir.resources (R4B) all accept it."""
-    assert schema_validator(shared_dir).validate(resource) == []
-    parsed = FHIRElementFactory.instantiate(
-        resource["resourceType"], json.loads(json.dumps(resource))
-    )
-    assert parsed.as_json()["resourceType"] == resource["resourceType"]
-    get_fhir_model_class(resource["resourceType"]).model_validate(resource)
+from tests.support.fhir_checks import assert_valid_r4, schema_validator
 
 
 @pytest.fixture(scope="module")

@@ -1,137 +1,115 @@
-"""JobManager: follow from any point, disconnect without cancel, prompt cancellation."""
+"""JobManager: one submit, follow from any point, disconnect without cancel, prompt
+cancellation, persisted cases (several processes on one store: test_jobs_shared_store)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
-from service.images import DecodedImage
+from service.errors import ServiceUnavailable
+from service.intake.cases import Limits
 from service.jobs import JobManager
-from service.pipeline.case import CaseInput
-from service.pipeline.domain import Classification, GateOutcome, ModelInfo, Patient, SourceImage
+from service.pipeline.case import Case
 from service.pipeline.narrators.base import NarrationRequest
-from service.pipeline.narrators.sections import split_sections
-from service.pipeline.narrators.summary import summarize
-from service.pipeline.run import PipelineDeps
 from service.store import Store
+from tests.support.factories import ScriptedNarrator, fake_deps, intake
 
 pytestmark = pytest.mark.anyio
-INFO = ModelInfo("test", "1", "0" * 64)
+MakeJobs = Callable[..., JobManager]
 
 
-class FixedScreener:
-    """Returns a fixed classification (the classifier itself is tested elsewhere)."""
+@pytest.fixture
+async def make_jobs(tmp_path: Path) -> AsyncIterator[MakeJobs]:
+    """A JobManager over a fresh store with fake adapters; shut down after the test."""
+    made: list[JobManager] = []
 
-    def screen(self, image: Image.Image) -> tuple[GateOutcome, Classification]:
-        probs = {
-            "Acne": 0.9,
-            "Carcinoma": 0.02,
-            "Eczema": 0.02,
-            "Keratosis": 0.02,
-            "Milia": 0.02,
-            "Rosacea": 0.02,
-        }
-        return GateOutcome("ok"), Classification(probs, INFO)
+    def make(narrator: ScriptedNarrator | None = None, store: Store | None = None) -> JobManager:
+        deps = fake_deps(narrator=narrator or ScriptedNarrator(3, 0.05))
+        jobs = JobManager(store or Store(tmp_path / "jobs.db"), deps, Limits(), heartbeat_s=0.2)
+        made.append(jobs)
+        return jobs
 
-
-class SlowNarrator:
-    """Yields a chunk every 50 ms; records whether it was closed early."""
-
-    info = ModelInfo("slow", "1", "1" * 64, kind="narrator")
-    without_llm = False
-
-    def __init__(self, chunks: int) -> None:
-        self.chunks = chunks
-        self.produced = 0
-        self.closed = asyncio.Event()
-
-    def ensure_capacity(self) -> None:
-        return None
-
-    async def stream(self, request: NarrationRequest) -> AsyncIterator[str]:
-        try:
-            for i in range(self.chunks):
-                await asyncio.sleep(0.05)
-                self.produced += 1
-                yield f"chunk {i} "
-        finally:
-            self.closed.set()
+    yield make
+    for jobs in made:
+        await jobs.shutdown()
 
 
-class PdfLikeRenderer:
-    def render(self, report, image, heatmap_png=None, attachments=()):  # type: ignore[no-untyped-def]
-        return b"%PDF-test " + report.case_id.encode()
+def make_case(**fields: str) -> Case:
+    return intake(None, **fields).case
 
 
-def make_manager(tmp_path: Path, narrator: SlowNarrator) -> JobManager:
-    deps = PipelineDeps(
-        screener=FixedScreener(),
-        narrator=narrator,
-        fallback_narrator=narrator,
-        renderer=PdfLikeRenderer(),
-        summarize=summarize,
-        split_sections=split_sections,
-    )
-    return JobManager(Store(tmp_path / "jobs.db"), deps)
-
-
-def make_case(case_id: str) -> CaseInput:
-    image = Image.new("RGB", (64, 64), (200, 150, 130))
-    decoded = DecodedImage(image, "image/jpeg", "a" * 64, b"x" * 10)
-    return CaseInput(
-        case_id, decoded, SourceImage("image/jpeg", "a" * 64, 64, 64), Patient(), None, "en"
-    )
-
-
-async def test_follow_from_any_point(tmp_path: Path) -> None:
-    manager = make_manager(tmp_path, SlowNarrator(5))
-    job = manager.start(make_case("a" * 32))
-    events = await manager.wait(job)
+async def test_follow_from_any_point(make_jobs: MakeJobs) -> None:
+    jobs = make_jobs(ScriptedNarrator(5, 0.05))
+    made = intake()
+    submission = await jobs.submit(made.case, kind="diagnose", image=made.rgb)
+    assert submission.job_id == made.case.case_id and submission.persisted
+    result = await submission.result()
+    assert result.completed and result.error is None
+    events = jobs.store.events_after(submission.job_id)
     assert events[0].name == "accepted" and events[-1].name == "completed"
-    tail = [e async for e in manager.follow(job, after=4) if e is not None]
+    tail = [e async for e in jobs.follow(submission.job_id, after=4) if e is not None]
     assert [e.seq for e in tail] == [e.seq for e in events[4:]]
-    assert manager.store.get_artifact(job, "pdf") is not None
+    pdf = jobs.store.get_artifact(submission.job_id, "pdf")
+    assert pdf is not None and result.pdf is not None and result.pdf["size"] == len(pdf[1])
+    assert result.report is not None and result.report["case_id"] == made.case.case_id
+    assert (await jobs.result(submission.job_id)) == result  # any later reader folds the same
 
 
-async def test_a_follower_leaving_does_not_cancel(tmp_path: Path) -> None:
-    manager = make_manager(tmp_path, SlowNarrator(6))
-    job = manager.start(make_case("b" * 32))
-    async for event in manager.follow(job):
+async def test_the_case_is_stored_before_submit_returns(make_jobs: MakeJobs) -> None:
+    jobs = make_jobs()
+    case = make_case(patient_name="Jane Roe", history="itchy", language="ko")
+    submission = await jobs.submit(case, kind="diagnose")  # no pixels: decoded from the bytes
+    assert jobs.load_case(submission.job_id) == case
+    job = jobs.get(submission.job_id)
+    assert job is not None and job.kind == "diagnose" and job.meta["language"] == "ko"
+    assert (await submission.result()).completed
+    assert jobs.load_case("absent") is None
+
+
+async def test_a_follower_leaving_does_not_cancel(make_jobs: MakeJobs) -> None:
+    jobs = make_jobs(ScriptedNarrator(6, 0.05))
+    submission = await jobs.submit(make_case(), kind="diagnose")
+    async for event in jobs.follow(submission.job_id):
         if event is not None and event.name == "report.delta":
             break  # the client disconnects mid-stream
-    events = await manager.wait(job)
-    assert events[-1].name == "completed"
+    result = await submission.result()
+    assert result.completed
+    assert jobs.store.events_after(submission.job_id)[-1].name == "completed"
 
 
-async def test_cancel_stops_generation_promptly(tmp_path: Path) -> None:
-    narrator = SlowNarrator(1000)
-    manager = make_manager(tmp_path, narrator)
-    job = manager.start(make_case("c" * 32))
+async def test_cancel_stops_generation_promptly(make_jobs: MakeJobs) -> None:
+    narrator = ScriptedNarrator(1000, 0.05)
+    jobs = make_jobs(narrator)
+    submission = await jobs.submit(make_case(), kind="diagnose")
     while narrator.produced < 2:
         await asyncio.sleep(0.01)
-    assert await manager.cancel(job)
+    assert await jobs.cancel(submission.job_id)
     await asyncio.wait_for(narrator.closed.wait(), 1.0)
     assert narrator.produced < 10
-    record = manager.get(job)
+    record = jobs.get(submission.job_id)
     assert record is not None and record.status == "cancelled"
-    last = manager.store.events_after(job)[-1]
+    last = jobs.store.events_after(submission.job_id)[-1]
     assert last.name == "error" and last.data["code"] == "cancelled"
+    result = await submission.result()
+    assert not result.completed and result.error is not None
+    assert result.error["code"] == "cancelled"
+    assert not await jobs.cancel(submission.job_id)  # no longer running
 
 
-async def test_keepalive_while_waiting(tmp_path: Path) -> None:
-    manager = make_manager(tmp_path, SlowNarrator(3))
-    job = manager.start(make_case("d" * 32))
+async def test_keepalive_while_waiting(make_jobs: MakeJobs) -> None:
+    jobs = make_jobs(ScriptedNarrator(3, 0.05))
+    submission = await jobs.submit(make_case(), kind="diagnose")
     seen_none = False
-    async for event in manager.follow(job, keepalive_s=0.01):
+    async for event in jobs.follow(submission.job_id, keepalive_s=0.01):
         seen_none = seen_none or event is None
     assert seen_none
 
 
-class BrokenNarrator(SlowNarrator):
+class BrokenNarrator(ScriptedNarrator):
     """Fails after two chunks, as a buggy backend would."""
 
     async def stream(self, request: NarrationRequest) -> AsyncIterator[str]:
@@ -140,13 +118,50 @@ class BrokenNarrator(SlowNarrator):
         raise RuntimeError("backend exploded")
 
 
-async def test_a_narrator_exception_ends_the_stream_with_an_error_event(tmp_path: Path) -> None:
-    manager = make_manager(tmp_path, BrokenNarrator(0))
-    job = manager.start(make_case("e" * 32))
-    events = await asyncio.wait_for(manager.wait(job), 5)
+async def test_a_narrator_exception_ends_the_stream_with_an_error_event(
+    make_jobs: MakeJobs,
+) -> None:
+    jobs = make_jobs(BrokenNarrator())
+    submission = await jobs.submit(make_case(), kind="diagnose")
+    result = await asyncio.wait_for(submission.result(), 5)
+    events = jobs.store.events_after(submission.job_id)
     assert [e.name for e in events][-3:] == ["report.delta", "report.delta", "error"]
     problem = events[-1].data
     assert problem["status"] == 500 and problem["stage"] == "narrate"
     assert "exploded" not in problem["detail"]  # internals do not leak to clients
-    record = manager.get(job)
+    assert result.error == problem
+    record = jobs.get(submission.job_id)
     assert record is not None and record.status == "failed"
+
+
+async def test_a_stored_case_that_no_longer_decodes_fails_cleanly(make_jobs: MakeJobs) -> None:
+    jobs = make_jobs()
+    case = make_case()
+    case = replace(case, data=case.data[: len(case.data) // 2])  # a truncated JPEG
+    result = await asyncio.wait_for((await jobs.submit(case, kind="diagnose")).result(), 5)
+    assert result.error is not None and result.error["stage"] == "decode"
+    assert 400 <= result.error["status"] < 500
+    record = jobs.get(case.case_id)
+    assert record is not None and record.status == "failed"
+
+
+async def test_classify_and_analyze_answer_inline_and_store_nothing(make_jobs: MakeJobs) -> None:
+    jobs = make_jobs()
+    for mode in ("classify", "analyze"):
+        made = intake()
+        submission = await jobs.submit(made.case, kind=mode, mode=mode, explain=True)
+        result = await submission.result()
+        assert not submission.persisted and result.completed
+        assert result.classification is not None
+        assert (result.summary is not None) == (mode == "analyze")
+        assert result.report is None and result.pdf is None
+        assert jobs.get(made.case.case_id) is None
+        assert ("heatmap" in result.artifacts) == (mode == "classify")  # explain=True
+
+
+async def test_a_full_narrator_refuses_before_anything_is_stored(make_jobs: MakeJobs) -> None:
+    jobs = make_jobs(ScriptedNarrator(full=True))
+    case = make_case()
+    with pytest.raises(ServiceUnavailable):
+        await jobs.submit(case, kind="diagnose")
+    assert jobs.get(case.case_id) is None and jobs.store.get_case(case.case_id) is None

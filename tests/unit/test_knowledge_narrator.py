@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import hashlib
+import inspect
 import re
 from importlib import resources
 
@@ -262,26 +262,25 @@ def test_summarize_covers_every_status(language: str) -> None:
         "ko": "신속한 대면 진료",
         "vi": "khám trực tiếp khẩn",
     }[language]
-    patient = Patient(name="Jane Roe", age=50, sex="female")
-    ok = summarize(classification("Milia", 0.81), GateOutcome("ok"), patient, language)
+    ok = summarize(classification("Milia", 0.81), GateOutcome("ok"), language)
     assert knowledge_entry("Milia", language).short_name in ok.casefold() and "81%" in ok
     assert urgent not in ok
-    cancer = summarize(classification("Carcinoma"), GateOutcome("ok"), patient, language)
+    cancer = summarize(classification("Carcinoma"), GateOutcome("ok"), language)
     assert urgent in cancer
     unsure = summarize(
-        classification("Acne", 0.4, "Rosacea", 0.35), GateOutcome("inconclusive"), patient, language
+        classification("Acne", 0.4, "Rosacea", 0.35), GateOutcome("inconclusive"), language
     )
     assert "40%" in unsure and "35%" in unsure and urgent in unsure
     rejected = summarize(
         classification("Carcinoma"),
         GateOutcome("rejected", ("blurred", "not_skin", "unheard_of", "also_unknown")),
-        patient,
         language,
     )
     assert not any(n in rejected.casefold() for n in localized_names(language))
     assert "%" not in rejected and urgent not in rejected
+    # the summary (also the FHIR conclusion) cannot repeat patient data: it is not given any
+    assert list(inspect.signature(summarize).parameters) == ["classification", "gate", "language"]
     for text in (ok, cancer, unsure, rejected):
-        assert "Jane" not in text
         assert 2 <= len(re.findall(r"[.!?](?:\s|$)", text)) <= 3, text
 
 
@@ -292,13 +291,17 @@ def test_summarize_maps_every_reason_code(language: str) -> None:
     phrases = set()
     for code in codes:
         gate = GateOutcome("rejected", (code,))
-        phrases.add(summarize(classification("Acne"), gate, Patient(), language))
+        phrases.add(summarize(classification("Acne"), gate, language))
     assert len(phrases) == len(codes)
-    unknown = summarize(classification("Acne"), GateOutcome("rejected"), Patient(), language)
+    unknown = summarize(classification("Acne"), GateOutcome("rejected"), language)
     assert unknown not in phrases
 
 
-def test_classifier_status_is_honoured_too() -> None:
-    c = dataclasses.replace(classification("Acne", 0.45, "Rosacea", 0.4), status="inconclusive")
-    assert "unsure" in compose_narrative(request(c))
-    assert "urgent" in summarize(c, GateOutcome("ok"), Patient(), "en")
+def test_the_gate_verdict_alone_decides() -> None:
+    """Narrative and summary follow the one verdict (the gate), never re-deciding it."""
+    c = classification("Acne", 0.45, "Rosacea", 0.4)
+    unsure = GateOutcome("inconclusive", ("low_confidence",))
+    assert "unsure" in compose_narrative(request(c, status="inconclusive", reasons=unsure.reasons))
+    assert "urgent" in summarize(c, unsure, "en")
+    assert "unsure" not in compose_narrative(request(c))
+    assert "urgent" not in summarize(c, GateOutcome("ok"), "en")

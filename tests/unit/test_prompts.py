@@ -8,7 +8,14 @@ import io
 import pytest
 from PIL import Image
 
-from service.pipeline.domain import REPORT_SECTIONS, Classification, GateOutcome, ModelInfo, Patient
+from service.pipeline.domain import (
+    REPORT_SECTIONS,
+    Classification,
+    GateOutcome,
+    ModelInfo,
+    Patient,
+    Status,
+)
 from service.pipeline.narrators.base import NarrationRequest
 from service.pipeline.narrators.knowledge import knowledge_entry
 from service.pipeline.narrators.prompts import (
@@ -27,7 +34,7 @@ PATIENT = Patient(
 
 def _request(
     language: str = "en",
-    status: str = "ok",
+    status: Status = "ok",
     probabilities: dict[str, float] | None = None,
     image: Image.Image | None = None,
     history: str | None = "Itchy for two weeks.",
@@ -45,8 +52,8 @@ def _request(
         language=language,
         patient=PATIENT,
         history=history,
-        classification=Classification(probabilities=probs, model=MODEL, status=status),  # type: ignore[arg-type]
-        gate=GateOutcome(status=status, reasons=("low_confidence",) if status != "ok" else ()),  # type: ignore[arg-type]
+        classification=Classification(probabilities=probs, model=MODEL),
+        gate=GateOutcome(status=status, reasons=("low_confidence",) if status != "ok" else ()),
         image=image,
     )
 

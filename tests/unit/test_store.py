@@ -1,4 +1,4 @@
-"""SQLite job store: events in order, artifacts, retention, interrupted jobs."""
+"""SQLite job store: events in order, artifacts, cases, retention, heartbeats of shared jobs."""
 
 from __future__ import annotations
 
@@ -21,14 +21,40 @@ def test_events_and_artifacts_roundtrip(tmp_path: Path) -> None:
     assert job is not None and job.meta == {"language": "ko", "outcome": "x"}
 
 
-def test_running_jobs_of_a_dead_process_are_marked_failed(tmp_path: Path) -> None:
+def test_opening_a_shared_store_leaves_running_jobs_alone(tmp_path: Path) -> None:
     first = Store(tmp_path / "s.db")
     first.create_job("j1", "diagnose", {})
     first.set_status("j1", "running")
-    first.close()
-    second = Store(tmp_path / "s.db")
+    second = Store(tmp_path / "s.db")  # another process opens the same store
     job = second.get_job("j1")
-    assert job is not None and job.status == "failed" and job.finished
+    assert job is not None and job.status == "running" and not job.finished
+    assert second.is_alive("j1", dt.timedelta(minutes=1))
+    assert second.stale_jobs(dt.timedelta(minutes=1)) == []
+
+
+def test_running_jobs_of_a_dead_process_go_stale(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    for job_id in ("dead", "alive", "done"):
+        store.create_job(job_id, "diagnose", {})
+        store.set_status(job_id, "running")
+    store.set_status("done", "completed")
+    old = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)).isoformat(timespec="milliseconds")
+    store._db.execute("UPDATE jobs SET heartbeat=?, updated=?", (old, old))
+    store.heartbeat(["alive"])  # its process is still running it
+    assert store.stale_jobs(dt.timedelta(minutes=1)) == ["dead"]
+    assert not store.is_alive("dead", dt.timedelta(minutes=1))
+    assert store.is_alive("alive", dt.timedelta(minutes=1))
+    assert not store.is_alive("done", dt.timedelta(hours=1))  # finished jobs are not alive
+    store.heartbeat([])  # nothing to refresh
+
+
+def test_a_job_is_stored_with_its_case(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    record = {"version": 1, "case_id": "j1", "history": "자가 보고"}
+    store.create_job("j1", "diagnose", {}, (record, b"\xff\xd8bytes"))
+    assert store.get_case("j1") == (record, b"\xff\xd8bytes")
+    store.create_job("j2", "diagnose", {})
+    assert store.get_case("j2") is None and store.get_case("absent") is None
 
 
 def test_prune_by_count_and_age(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import pytest
 from dicomweb_client.web import DICOMwebClient
 from pydicom.dataset import Dataset
 
+from service.dicom.multipart_related import parse_multipart_related
 from service.dicom.stow import (
     CANNOT_UNDERSTAND,
     DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
@@ -27,7 +28,6 @@ from service.errors import (
     UnsupportedSopClass,
     error_from_problem,
 )
-from service.dicom.multipart_related import parse_multipart_related
 
 CT = 'multipart/related; type="application/dicom"; boundary=b0und'
 VL = "1.2.840.10008.5.1.4.1.1.77.1.4"
