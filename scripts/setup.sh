@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Install everything skinscreen needs on a fresh Debian machine: system packages and a venv.
 #   scripts/setup.sh serve   → what the service needs (core dependencies)
-#   scripts/setup.sh test    → plus training, MedGemma and test tooling (torch, ultralytics, …)
+#   scripts/setup.sh test    → plus training, MedGemma and test tooling (torch, ultralytics,
+#                              PostgreSQL for the job-store tests, …)
 # Idempotent: a stamp file per profile skips work when pyproject.toml has not changed.
 set -euo pipefail
 profile="${1:-serve}"
 cd "$(dirname "$0")/.."
 
 APT_SERVE=(libharfbuzz-subset0 libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core fonts-noto-cjk)
-APT_TEST=(poppler-utils dicom3tools dcmtk chromium)
+# postgresql: the server binaries only; tests start throwaway clusters (tests/support/postgres.py)
+APT_TEST=(poppler-utils dicom3tools dcmtk chromium postgresql)
 
 need=()
 pkgs=("${APT_SERVE[@]}")

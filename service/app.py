@@ -63,8 +63,11 @@ def request_context_middleware(app: ASGIApp) -> ASGIApp:
     return middleware
 
 
-def create_app(settings: Settings | None = None, services: Services | None = None) -> Litestar:
-    """The ASGI application. Loads models at start-up unless `services` is given."""
+def create_app(
+    settings: Settings | None = None, services: Services | None = None, *, worker: bool = True
+) -> Litestar:
+    """The ASGI application. Loads models at start-up unless `services` is given; runs an
+    in-process worker unless `worker=False` (`serve --no-worker`: API only)."""
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.log_json)
     state = State({"settings": settings, "services": services})
@@ -72,12 +75,12 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     async def on_startup(app: Litestar) -> None:
         if app.state.services is None:
             try:
-                app.state.services = build_services(settings)
+                app.state.services = build_services(settings, with_worker=worker)
             except Exception as exc:
                 app.state.startup_error = type(exc).__name__
                 log.error("startup_failed", error=type(exc).__name__)
                 raise
-        await app.state.services.jobs.recover()
+        await app.state.services.start()
         warm_up = getattr(app.state.services.narrator, "warm_up", None)
         if settings.medgemma_preload and warm_up is not None:
             await warm_up()  # load the LLM weights now rather than on the first report

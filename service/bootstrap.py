@@ -27,7 +27,8 @@ from service.pipeline.narrators.summary import summarize
 from service.pipeline.ports import OutputAdapter, PipelineDeps
 from service.report.pdf import PdfRenderer
 from service.settings import Settings
-from service.store import Store
+from service.store import JobStore, open_store
+from service.worker import Worker
 
 log = get_logger(__name__)
 
@@ -42,14 +43,23 @@ class Services:
     classifier_info: ModelInfo
     narrator: Narrator
     limits: Limits
-    store: Store
+    store: JobStore
     jobs: JobManager
     fhir_server: FhirServer
+    #: The in-process worker (`serve` without `--no-worker`, the CLI), or None.
+    worker: Worker | None = None
+
+    async def start(self) -> None:
+        """Start the in-process worker, if any (process start-up)."""
+        if self.worker is not None:
+            await self.worker.start()
 
     async def close(self) -> None:
-        """Stop running jobs and close connections (process exit)."""
-        await self.jobs.shutdown()
+        """Stop the worker (finish or release its cases) and close connections (process exit)."""
+        if self.worker is not None:
+            await self.worker.stop(self.settings.shutdown_grace_s)
         await self.fhir_server.aclose()
+        await self.store.close()
 
 
 def heatmap_png(
@@ -65,19 +75,19 @@ def build_services(
     outputs: Sequence[OutputAdapter] | None = None,
     store_path: Path | str | None = None,
     fhir_server: FhirServer | None = None,
+    with_worker: bool = True,
 ) -> Services:
     """Load the classifier (once), the gate, the narrators, the renderer, outputs and the store.
 
-    `store_path=":memory:"` keeps nothing on disk (the CLI); `outputs=[]` skips FHIR and DICOM.
+    `store_path=":memory:"` keeps nothing on disk (the CLI); `outputs=[]` skips FHIR and DICOM;
+    `with_worker=False` makes an API-only process (`serve --no-worker`).
     """
     backend = resolve_backend(settings)
     screener = load_screener(settings, backend)
     classifier = screener.classifier
     narrator = build_narrator(settings)
     server = fhir_server or FhirServer(settings)
-    path = Path(store_path) if store_path is not None else settings.sqlite_path
-    store = Store(path, settings.job_retention_hours, settings.max_jobs_stored)
-    store.prune()
+    store = open_store(settings, store_path)
 
     def heatmap(image: Image.Image, classification: Classification) -> bytes:
         return heatmap_png(classifier, image, classification)
@@ -94,6 +104,7 @@ def build_services(
         outputs=list(outputs) if outputs is not None else default_outputs(settings, server),
     )
     limits = Limits.from_settings(settings)
+    worker = new_worker(settings, store, deps, limits) if with_worker else None
     services = Services(
         settings=settings,
         backend=backend,
@@ -101,17 +112,33 @@ def build_services(
         narrator=narrator,
         limits=limits,
         store=store,
-        jobs=JobManager(store, deps, limits, settings.max_concurrent_runs),
+        jobs=JobManager(store, deps, limits, max_queued=settings.max_queued_jobs, worker=worker),
         fhir_server=server,
+        worker=worker,
     )
     log.info(
         "services_ready",
         backend=backend,
         model=classifier.info.name,
         narrator=narrator.info.name,
-        store=path.name,
+        store=store.backend,
+        worker=worker is not None,
     )
     return services
+
+
+def new_worker(
+    settings: Settings, store: JobStore, deps: PipelineDeps, limits: Limits, concurrency: int = 0
+) -> Worker:
+    """A worker with the configured lease, attempts and concurrency."""
+    return Worker(
+        store,
+        deps,
+        limits,
+        concurrency=concurrency or settings.max_concurrent_runs,
+        lease_s=settings.job_lease_s,
+        max_attempts=settings.job_max_attempts,
+    )
 
 
 def default_outputs(settings: Settings, server: FhirServer) -> list[OutputAdapter]:

@@ -38,8 +38,16 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     settings = get_settings()
     host = args.host or settings.host
     port = args.port or settings.port
-    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
+    app = create_app(settings, worker=not args.no_worker)
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
     return 0
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    from service.cli_commands import run_worker
+    from service.settings import get_settings
+
+    return run_worker(get_settings(), args.concurrency)
 
 
 def _cmd_classify(args: argparse.Namespace) -> int:
@@ -83,7 +91,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the HTTP service")
     serve.add_argument("--host", default=None, help="default 127.0.0.1 (SKINSCREEN_HOST)")
     serve.add_argument("--port", type=int, default=None, help="default 8000 (SKINSCREEN_PORT)")
+    serve.add_argument(
+        "--no-worker", action="store_true", help="API only: cases are run by `skinscreen worker`"
+    )
     serve.set_defaults(func=_cmd_serve)
+
+    worker = sub.add_parser("worker", help="run cases from the shared store (no HTTP)")
+    worker.add_argument(
+        "--concurrency", type=int, default=0, help="cases at once (SKINSCREEN_MAX_CONCURRENT_RUNS)"
+    )
+    worker.set_defaults(func=_cmd_worker)
 
     classify = sub.add_parser("classify", help="classify image files")
     classify.add_argument("paths", nargs="+")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,7 @@ def diagnose_file(settings: Settings, image_path: Path, out: Path, fields: dict[
     services = build_services(settings, outputs=[], store_path=":memory:")
 
     async def drive() -> int:
+        await services.start()  # the in-process worker runs the case
         jobs = services.jobs
         submission = await jobs.submit(intake.case, kind="diagnose", image=intake.rgb)
         code = 0
@@ -122,11 +124,35 @@ def diagnose_file(settings: Settings, image_path: Path, out: Path, fields: dict[
             label = event.data.get("label") or event.data.get("status") or ""
             print(f"[{event.name}] {label}", file=sys.stderr)
         if code == 0:
-            stored = services.store.get_artifact(submission.job_id, "pdf")
+            stored = await services.store.get_artifact(submission.job_id, "pdf")
             assert stored is not None  # a completed diagnose run always has its PDF
             out.write_bytes(stored[1])
             print(str(out))
         await services.close()
         return code
+
+    return asyncio.run(drive())
+
+
+def run_worker(settings: Settings, concurrency: int) -> int:
+    """`skinscreen worker`: claim and run cases until SIGTERM/SIGINT, then stop claiming,
+    finish or release the running ones within `shutdown_grace_s`, and exit 0."""
+    from service.bootstrap import new_worker
+    from service.logging import configure_logging
+
+    configure_logging(settings.log_level, settings.log_json)
+    services = build_services(settings, with_worker=False)
+    worker = new_worker(settings, services.store, services.jobs.deps, services.limits, concurrency)
+
+    async def drive() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await worker.start()
+        await stop.wait()
+        await worker.stop(settings.shutdown_grace_s)
+        await services.close()
+        return 0
 
     return asyncio.run(drive())

@@ -79,6 +79,27 @@ class Settings(BaseSettings):
     openai_send_image: bool = Field(
         default=True, description="Send the photo to the server (off for text-only models)."
     )
+    # OpenAI-compatible narrator scale-out: several servers, pooled clients, bounded load.
+    openai_base_urls: str | None = Field(
+        default=None,
+        description=(
+            "Comma-separated base URLs of several OpenAI-compatible servers (load spreading "
+            "and fail-over); unset: `openai_base_url` alone."
+        ),
+    )
+    openai_max_concurrency: int = Field(
+        default=8,
+        ge=1,
+        description="Requests in flight per server at once (per process); more wait in the queue.",
+    )
+    openai_queue_size: int = Field(
+        default=16,
+        ge=0,
+        description=(
+            "Runs that may wait for a server slot (per process); when every slot is taken and "
+            "the queue is full, new submissions get 503 + Retry-After."
+        ),
+    )
 
     # --- reports, jobs, storage -----------------------------------------------------------------
     templates_dir: Path = REPO_ROOT / "templates"
@@ -91,7 +112,27 @@ class Settings(BaseSettings):
     max_jobs_stored: int = 2000
     sse_keepalive_s: float = 15.0
     report_heatmap: bool = Field(default=True, description="Put an occlusion heatmap in the PDF.")
-    max_concurrent_runs: int = 16
+    max_concurrent_runs: int = Field(
+        default=16, description="Cases one worker process runs at once (`worker --concurrency`)."
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="`postgresql://…` for the shared PostgreSQL store (replicas and workers); "
+        "unset: the embedded SQLite file.",
+    )
+    job_lease_s: float = Field(
+        default=30.0, description="A worker's lease on a case; renewed every third of it."
+    )
+    job_max_attempts: int = Field(
+        default=3, description="Runs of one case (after a worker died) before it fails."
+    )
+    max_queued_jobs: int = Field(
+        default=200,
+        description="Cases queued or running at once; beyond it 503 + Retry-After.",
+    )
+    shutdown_grace_s: float = Field(
+        default=20.0, description="On SIGTERM, how long running cases may take to finish."
+    )
 
     # --- FHIR -------------------------------------------------------------------------------------
     fhir_server_url: str | None = None
@@ -100,6 +141,12 @@ class Settings(BaseSettings):
 
     # --- reference data (tests, evaluation) ------------------------------------------------
     shared_dir: Path = REPO_ROOT.parent / "shared"
+
+    @property
+    def openai_servers(self) -> list[str]:
+        """`openai_base_urls` split on commas, else `[openai_base_url]`."""
+        urls = [url.strip() for url in (self.openai_base_urls or "").split(",") if url.strip()]
+        return urls or [self.openai_base_url]
 
     @property
     def sqlite_path(self) -> Path:

@@ -147,8 +147,8 @@ class DicomWebController(Controller):
     ) -> Response[Any]:
         """WADO-RS: a stored instance as `multipart/related; type="application/dicom"`."""
         services = services_of(request)
-        job = services.store.find_job("stow", "sop_instance_uid", instance)
-        case = services.jobs.load_case(job.id) if job else None
+        job = await services.store.find_job("stow", "sop_instance_uid", instance)
+        case = await services.jobs.load_case(job.id) if job else None
         if job is None or case is None:
             raise NotFound(f"instance {instance[:64]} is not stored here")
         boundary = f"skinscreen-{job.id}"

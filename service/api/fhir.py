@@ -34,30 +34,30 @@ from service.intake.fhir_case import case_from_fhir
 from service.pipeline import events as ev
 
 
-def write_back_status(services: Services, job_id: str) -> dict[str, Any] | None:
+async def write_back_status(services: Services, job_id: str) -> dict[str, Any] | None:
     """The stored `fhir-write-back` outcome of a job, or None when nothing was written back."""
-    stored = services.store.get_artifact(job_id, "fhir-write-back")
+    stored = await services.store.get_artifact(job_id, "fhir-write-back")
     if stored is None:
         return None
     outcome: dict[str, Any] = json.loads(stored[1])
     return outcome
 
 
-def result_response(services: Services, job_id: str, output: str) -> Response[Any]:
+async def result_response(services: Services, job_id: str, output: str) -> Response[Any]:
     """The finished job's DiagnosticReport / Bundle, or its OperationOutcome.
 
     `X-Write-Back-Status` (`succeeded`/`failed`) tells whether it reached the FHIR server.
     """
-    events = services.store.events_after(job_id)
+    events = await services.store.events_after(job_id)
     last = events[-1] if events else None
     if last is not None and last.name == ev.ERROR:
         return outcome_response(error_from_problem(last.data))
     kind = "fhir-bundle" if output == "bundle" else "fhir"
-    stored = services.store.get_artifact(job_id, kind)
+    stored = await services.store.get_artifact(job_id, kind)
     if stored is None:
         raise NotFound(f"job {job_id} has no FHIR output")
     headers = {"Location": f"/fhir/DiagnosticReport/{job_id}"}
-    write_back = write_back_status(services, job_id)
+    write_back = await write_back_status(services, job_id)
     if write_back is not None:
         headers["X-Write-Back-Status"] = str(write_back.get("status"))
     return Response(stored[1], media_type=f"{FHIR_JSON}; charset=utf-8", headers=headers)
@@ -114,7 +114,7 @@ class FhirController(Controller):
                 },
             )
         await submission.result()
-        return result_response(services, job_id, output)
+        return await result_response(services, job_id, output)
 
     @get("/jobs/{job_id:str}")
     async def job_status(
@@ -122,9 +122,9 @@ class FhirController(Controller):
     ) -> Response[Any]:
         """202 with X-Progress while running; then the result (or its OperationOutcome)."""
         services = services_of(request)
-        job = services.jobs.require(job_id, "fhir")
+        job = await services.jobs.require(job_id, "fhir")
         if not job.finished:
-            events = services.store.events_after(job_id)
+            events = await services.store.events_after(job_id)
             progress = events[-1].name if events else "queued"
             return fhir_response(
                 accepted_outcome(job_id, progress),
@@ -135,13 +135,13 @@ class FhirController(Controller):
                     "Link": f'</api/v1/jobs/{job_id}/events>; rel="monitor"',
                 },
             )
-        return result_response(services, job_id, str(job.meta.get("output", "report")))
+        return await result_response(services, job_id, str(job.meta.get("output", "report")))
 
     @get("/jobs/{job_id:str}/events")
     async def job_events(self, request: Request[Any, Any, Any], job_id: FromPath[str]) -> Any:
         """The job's SSE stream (so a telemedicine UI can watch an EHR-started job)."""
         services = services_of(request)
-        services.jobs.require(job_id)
+        await services.jobs.require(job_id)
         start = last_event_id(request.headers.get("last-event-id"), None)
         return sse_response(services.jobs, job_id, start, services.settings.sse_keepalive_s)
 
@@ -149,7 +149,7 @@ class FhirController(Controller):
     async def cancel(self, request: Request[Any, Any, Any], job_id: FromPath[str]) -> Response[Any]:
         """Cancel an async `$diagnose`."""
         services = services_of(request)
-        services.jobs.require(job_id, "fhir")
+        await services.jobs.require(job_id, "fhir")
         await services.jobs.cancel(job_id)
         return fhir_response(accepted_outcome(job_id, "cancelled"), 202)
 
@@ -159,7 +159,7 @@ class FhirController(Controller):
     ) -> Response[Any]:
         """A DiagnosticReport produced earlier."""
         check_accept(request)
-        stored = services_of(request).store.get_artifact(report_id, "fhir")
+        stored = await services_of(request).store.get_artifact(report_id, "fhir")
         if stored is None:
             raise NotFound(f"DiagnosticReport/{report_id[:64]} is not known")
         return Response(stored[1], media_type=f"{FHIR_JSON}; charset=utf-8")
@@ -170,7 +170,7 @@ class FhirController(Controller):
     ) -> Response[Any]:
         """The report PDF: raw for `Accept: application/pdf`, else a FHIR Binary resource."""
         check_accept(request, "application/pdf")
-        stored = services_of(request).store.get_artifact(binary_id, "pdf")
+        stored = await services_of(request).store.get_artifact(binary_id, "pdf")
         if stored is None:
             raise NotFound(f"Binary/{binary_id[:64]} is not known")
         if "application/pdf" in request.headers.get("accept", ""):

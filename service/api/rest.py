@@ -111,9 +111,9 @@ class RestController(Controller):
     ) -> dict[str, Any]:
         """A job's status, its last event and links."""
         services = services_of(request)
-        job = services.jobs.require(job_id)
-        events = services.store.events_after(job_id)
-        write_back = services.store.get_artifact(job_id, "fhir-write-back")
+        job = await services.jobs.require(job_id)
+        events = await services.store.events_after(job_id)
+        write_back = await services.store.get_artifact(job_id, "fhir-write-back")
         return {
             "id": job.id,
             "kind": job.kind,
@@ -138,7 +138,7 @@ class RestController(Controller):
     ) -> Stream:
         """Re-attach to a running or finished job's SSE stream (honours Last-Event-ID)."""
         services = services_of(request)
-        services.jobs.require(job_id)
+        await services.jobs.require(job_id)
         start = last_event_id(request.headers.get("last-event-id"), after)
         return sse_response(services.jobs, job_id, start, services.settings.sse_keepalive_s)
 
@@ -148,7 +148,7 @@ class RestController(Controller):
     ) -> dict[str, Any]:
         """Cancel a running job (generation stops promptly)."""
         services = services_of(request)
-        job = services.jobs.require(job_id)
+        job = await services.jobs.require(job_id)
         if job.finished:
             raise Conflict(f"job {job_id} has already ended with status {job.status}")
         await services.jobs.cancel(job_id)
@@ -162,9 +162,9 @@ class RestController(Controller):
         for suffix, artifact in ARTIFACT_SUFFIXES.items():
             if name.endswith(suffix):
                 job_id, kind = name[: -len(suffix)], artifact
-        stored = services.store.get_artifact(job_id, kind)
+        stored = await services.store.get_artifact(job_id, kind)
         if stored is None:
-            job = services.jobs.get(job_id)
+            job = await services.jobs.get(job_id)
             if job is not None and not job.finished:
                 raise NotFound(f"report {job_id} is not ready yet (job {job.status})")
             raise NotFound(f"no {kind} for report {job_id[:64]}")

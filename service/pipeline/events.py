@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from typing import Any, Final, NotRequired, TypedDict
 
 ACCEPTED: Final = "accepted"
+#: A worker died while running the case; another re-runs it from the start.
+RETRYING: Final = "retrying"
 VALIDATED: Final = "validated"
 CLASSIFIED: Final = "classified"
 ANALYSIS: Final = "analysis"
@@ -21,6 +23,7 @@ ERROR: Final = "error"
 
 #: Every event name, in the order a successful diagnose run emits them.
 EVENT_NAMES: Final = (
+    RETRYING,
     ACCEPTED,
     VALIDATED,
     CLASSIFIED,
@@ -39,6 +42,11 @@ class AcceptedData(TypedDict):
     case_id: str
     mode: str
     received_bytes: int
+
+
+class RetryingData(TypedDict):
+    attempt: int
+    max_attempts: int
 
 
 class ValidatedData(TypedDict):
@@ -92,7 +100,8 @@ class CompletedData(TypedDict):
 ErrorData = dict[str, Any]
 
 EventData = (
-    AcceptedData
+    RetryingData
+    | AcceptedData
     | ValidatedData
     | ClassifiedData
     | AnalysisData

@@ -90,7 +90,7 @@ def test_analyze_is_not_persisted(client: TestClient[Any], services: Services) -
     body = client.post("/api/v1/analyze", **upload(language="vi")).json()
     assert body["language"] == "vi" and body["summary"]
     assert body["image"] == {"width": 96, "height": 96, "media_type": "image/jpeg"}
-    assert services.store.get_job(body["case_id"]) is None
+    assert services.store.db.get_job(body["case_id"]) is None
 
 
 def test_diagnose_persists_the_case_before_answering(
@@ -107,7 +107,7 @@ def test_diagnose_persists_the_case_before_answering(
     job_id = body["case_id"]
     assert body["report"]["narrative"] == "chunk 0 chunk 1 chunk 2 "
     assert body["pdf"]["url"] == f"/api/v1/reports/{job_id}.pdf"
-    stored = services.store.get_case(job_id)
+    stored = services.store.db.get_case(job_id)
     assert stored is not None
     case = Case.from_record(*stored)
     assert case.data == photo and case.patient.name == "Kim Minjun" and case.history == "itchy"

@@ -15,7 +15,7 @@ from typing import Any
 
 from PIL import Image
 
-from service.bootstrap import Services
+from service.bootstrap import Services, new_worker
 from service.fhir_server import FhirServer
 from service.intake.cases import Intake, Limits, case_from_fields
 from service.jobs import JobManager
@@ -35,7 +35,7 @@ from service.pipeline.narrators.sections import split_sections
 from service.pipeline.narrators.summary import summarize
 from service.pipeline.ports import OutputAdapter, PipelineDeps
 from service.settings import Settings
-from service.store import Store
+from service.store import SqliteStore
 
 MODEL = ModelInfo("test-classifier", "1", "0" * 64)
 NARRATOR = ModelInfo("test-narrator", "1", "1" * 64, kind="narrator")
@@ -182,12 +182,16 @@ def fake_services(
     deps: PipelineDeps | None = None,
     settings: Settings | None = None,
     fhir_server: FhirServer | None = None,
+    *,
+    with_worker: bool = True,
 ) -> Services:
-    """`Services` for `create_app(services=...)`: real store, intake and jobs; fake models."""
-    settings = settings or Settings(data_dir=tmp_path)
+    """`Services` for `create_app(services=...)`: real store, intake, jobs and worker; fake
+    models. The app's start-up starts the worker."""
+    settings = settings or Settings(data_dir=tmp_path, job_lease_s=3.0)
     deps = deps or fake_deps()
-    store = Store(tmp_path / "jobs.db")
+    store = SqliteStore(tmp_path / "jobs.db")
     limits = Limits.from_settings(settings)
+    worker = new_worker(settings, store, deps, limits) if with_worker else None
     return Services(
         settings=settings,
         backend="fake",
@@ -195,6 +199,7 @@ def fake_services(
         narrator=deps.narrator,
         limits=limits,
         store=store,
-        jobs=JobManager(store, deps, limits, settings.max_concurrent_runs, heartbeat_s=0.2),
+        jobs=JobManager(store, deps, limits, max_queued=settings.max_queued_jobs, worker=worker),
         fhir_server=fhir_server or FhirServer(settings),
+        worker=worker,
     )

@@ -18,7 +18,7 @@ from service.pipeline.case import (
     origin_from_json,
 )
 from service.pipeline.domain import Patient
-from service.store import Store
+from service.store import SqliteDb
 from tests.dicom_factory import vl_photo
 from tests.support.factories import intake, jpeg
 
@@ -85,10 +85,10 @@ def test_a_dicom_case_carries_what_the_report_instance_copies() -> None:
 @pytest.mark.parametrize("make", [lambda: intake().case, dicom_case])
 def test_stored_case_rebuilds_the_same_pixels(make: object, tmp_path: Path) -> None:
     case = make()  # type: ignore[operator]
-    store = Store(tmp_path / "s.db")
+    store = SqliteDb(tmp_path / "s.db")
     store.create_job(case.case_id, "diagnose", {}, (case.record(), case.data))
     store.close()
-    stored = Store(tmp_path / "s.db").get_case(case.case_id)
+    stored = SqliteDb(tmp_path / "s.db").get_case(case.case_id)
     assert stored is not None
     rebuilt = Case.from_record(*stored)
     assert rebuilt == case and rebuilt.data == case.data

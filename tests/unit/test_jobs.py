@@ -4,7 +4,7 @@ cancellation, persisted cases (several processes on one store: test_jobs_shared_
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,27 +15,30 @@ from service.intake.cases import Limits
 from service.jobs import JobManager
 from service.pipeline.case import Case
 from service.pipeline.narrators.base import NarrationRequest
-from service.store import Store
+from service.store import SqliteStore
+from service.worker import Worker
 from tests.support.factories import ScriptedNarrator, fake_deps, intake
 
 pytestmark = pytest.mark.anyio
-MakeJobs = Callable[..., JobManager]
+MakeJobs = Callable[..., Awaitable[JobManager]]
 
 
 @pytest.fixture
 async def make_jobs(tmp_path: Path) -> AsyncIterator[MakeJobs]:
     """A JobManager over a fresh store with fake adapters; shut down after the test."""
-    made: list[JobManager] = []
+    workers: list[Worker] = []
 
-    def make(narrator: ScriptedNarrator | None = None, store: Store | None = None) -> JobManager:
+    async def make(narrator: ScriptedNarrator | None = None) -> JobManager:
         deps = fake_deps(narrator=narrator or ScriptedNarrator(3, 0.05))
-        jobs = JobManager(store or Store(tmp_path / "jobs.db"), deps, Limits(), heartbeat_s=0.2)
-        made.append(jobs)
-        return jobs
+        store = SqliteStore(tmp_path / "jobs.db")
+        worker = Worker(store, deps, Limits(), concurrency=4, lease_s=3.0)
+        await worker.start()
+        workers.append(worker)
+        return JobManager(store, deps, Limits(), worker=worker)
 
     yield make
-    for jobs in made:
-        await jobs.shutdown()
+    for worker in workers:
+        await worker.stop(0)
 
 
 def make_case(**fields: str) -> Case:
@@ -43,65 +46,67 @@ def make_case(**fields: str) -> Case:
 
 
 async def test_follow_from_any_point(make_jobs: MakeJobs) -> None:
-    jobs = make_jobs(ScriptedNarrator(5, 0.05))
+    jobs = await make_jobs(ScriptedNarrator(5, 0.05))
     made = intake()
     submission = await jobs.submit(made.case, kind="diagnose", image=made.rgb)
     assert submission.job_id == made.case.case_id and submission.persisted
     result = await submission.result()
     assert result.completed and result.error is None
-    events = jobs.store.events_after(submission.job_id)
+    events = await jobs.store.events_after(submission.job_id)
     assert events[0].name == "accepted" and events[-1].name == "completed"
     tail = [e async for e in jobs.follow(submission.job_id, after=4) if e is not None]
     assert [e.seq for e in tail] == [e.seq for e in events[4:]]
-    pdf = jobs.store.get_artifact(submission.job_id, "pdf")
+    pdf = await jobs.store.get_artifact(submission.job_id, "pdf")
     assert pdf is not None and result.pdf is not None and result.pdf["size"] == len(pdf[1])
     assert result.report is not None and result.report["case_id"] == made.case.case_id
     assert (await jobs.result(submission.job_id)) == result  # any later reader folds the same
 
 
 async def test_the_case_is_stored_before_submit_returns(make_jobs: MakeJobs) -> None:
-    jobs = make_jobs()
+    jobs = await make_jobs()
     case = make_case(patient_name="Jane Roe", history="itchy", language="ko")
     submission = await jobs.submit(case, kind="diagnose")  # no pixels: decoded from the bytes
-    assert jobs.load_case(submission.job_id) == case
-    job = jobs.get(submission.job_id)
+    assert await jobs.load_case(submission.job_id) == case
+    job = await jobs.get(submission.job_id)
     assert job is not None and job.kind == "diagnose" and job.meta["language"] == "ko"
     assert (await submission.result()).completed
-    assert jobs.load_case("absent") is None
+    assert await jobs.load_case("absent") is None
 
 
 async def test_a_follower_leaving_does_not_cancel(make_jobs: MakeJobs) -> None:
-    jobs = make_jobs(ScriptedNarrator(6, 0.05))
+    jobs = await make_jobs(ScriptedNarrator(6, 0.05))
     submission = await jobs.submit(make_case(), kind="diagnose")
     async for event in jobs.follow(submission.job_id):
         if event is not None and event.name == "report.delta":
             break  # the client disconnects mid-stream
     result = await submission.result()
     assert result.completed
-    assert jobs.store.events_after(submission.job_id)[-1].name == "completed"
+    assert (await jobs.store.events_after(submission.job_id))[-1].name == "completed"
 
 
 async def test_cancel_stops_generation_promptly(make_jobs: MakeJobs) -> None:
     narrator = ScriptedNarrator(1000, 0.05)
-    jobs = make_jobs(narrator)
+    jobs = await make_jobs(narrator)
     submission = await jobs.submit(make_case(), kind="diagnose")
     while narrator.produced < 2:
         await asyncio.sleep(0.01)
-    assert await jobs.cancel(submission.job_id)
+    cancelled = await jobs.cancel(submission.job_id)
+    assert cancelled is not None
     await asyncio.wait_for(narrator.closed.wait(), 1.0)
     assert narrator.produced < 10
-    record = jobs.get(submission.job_id)
+    result = await asyncio.wait_for(submission.result(), 5)  # the terminal event arrives
+    record = await jobs.get(submission.job_id)
     assert record is not None and record.status == "cancelled"
-    last = jobs.store.events_after(submission.job_id)[-1]
+    last = (await jobs.store.events_after(submission.job_id))[-1]
     assert last.name == "error" and last.data["code"] == "cancelled"
-    result = await submission.result()
     assert not result.completed and result.error is not None
     assert result.error["code"] == "cancelled"
-    assert not await jobs.cancel(submission.job_id)  # no longer running
+    again = await jobs.cancel(submission.job_id)  # already ended: nothing changes
+    assert again is not None and again.status == "cancelled"
 
 
 async def test_keepalive_while_waiting(make_jobs: MakeJobs) -> None:
-    jobs = make_jobs(ScriptedNarrator(3, 0.05))
+    jobs = await make_jobs(ScriptedNarrator(3, 0.05))
     submission = await jobs.submit(make_case(), kind="diagnose")
     seen_none = False
     async for event in jobs.follow(submission.job_id, keepalive_s=0.01):
@@ -121,32 +126,32 @@ class BrokenNarrator(ScriptedNarrator):
 async def test_a_narrator_exception_ends_the_stream_with_an_error_event(
     make_jobs: MakeJobs,
 ) -> None:
-    jobs = make_jobs(BrokenNarrator())
+    jobs = await make_jobs(BrokenNarrator())
     submission = await jobs.submit(make_case(), kind="diagnose")
     result = await asyncio.wait_for(submission.result(), 5)
-    events = jobs.store.events_after(submission.job_id)
+    events = await jobs.store.events_after(submission.job_id)
     assert [e.name for e in events][-3:] == ["report.delta", "report.delta", "error"]
     problem = events[-1].data
     assert problem["status"] == 500 and problem["stage"] == "narrate"
     assert "exploded" not in problem["detail"]  # internals do not leak to clients
     assert result.error == problem
-    record = jobs.get(submission.job_id)
+    record = await jobs.get(submission.job_id)
     assert record is not None and record.status == "failed"
 
 
 async def test_a_stored_case_that_no_longer_decodes_fails_cleanly(make_jobs: MakeJobs) -> None:
-    jobs = make_jobs()
+    jobs = await make_jobs()
     case = make_case()
     case = replace(case, data=case.data[: len(case.data) // 2])  # a truncated JPEG
     result = await asyncio.wait_for((await jobs.submit(case, kind="diagnose")).result(), 5)
     assert result.error is not None and result.error["stage"] == "decode"
     assert 400 <= result.error["status"] < 500
-    record = jobs.get(case.case_id)
+    record = await jobs.get(case.case_id)
     assert record is not None and record.status == "failed"
 
 
 async def test_classify_and_analyze_answer_inline_and_store_nothing(make_jobs: MakeJobs) -> None:
-    jobs = make_jobs()
+    jobs = await make_jobs()
     for mode in ("classify", "analyze"):
         made = intake()
         submission = await jobs.submit(made.case, kind=mode, mode=mode, explain=True)
@@ -155,13 +160,13 @@ async def test_classify_and_analyze_answer_inline_and_store_nothing(make_jobs: M
         assert result.classification is not None
         assert (result.summary is not None) == (mode == "analyze")
         assert result.report is None and result.pdf is None
-        assert jobs.get(made.case.case_id) is None
+        assert await jobs.get(made.case.case_id) is None
         assert ("heatmap" in result.artifacts) == (mode == "classify")  # explain=True
 
 
 async def test_a_full_narrator_refuses_before_anything_is_stored(make_jobs: MakeJobs) -> None:
-    jobs = make_jobs(ScriptedNarrator(full=True))
+    jobs = await make_jobs(ScriptedNarrator(full=True))
     case = make_case()
     with pytest.raises(ServiceUnavailable):
         await jobs.submit(case, kind="diagnose")
-    assert jobs.get(case.case_id) is None and jobs.store.get_case(case.case_id) is None
+    assert await jobs.get(case.case_id) is None and await jobs.store.get_case(case.case_id) is None

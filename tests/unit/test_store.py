@@ -1,73 +1,182 @@
-"""SQLite job store: events in order, artifacts, cases, retention, heartbeats of shared jobs."""
+"""The JobStore contract, on both backends: SQLite (embedded) and a real PostgreSQL.
+
+Cases stored with their jobs, events in order, leases, fences, cancels, attempts, retention.
+"""
 
 from __future__ import annotations
 
-import datetime as dt
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
-from service.store import Store
+import pytest
+
+from service.store import Fence, JobStore, SqliteStore
+from service.store.postgres import PostgresStore
+from tests.support.postgres import PostgresServer
+from tests.support.postgres_fixture import postgres  # noqa: F401
+
+pytestmark = pytest.mark.anyio
+CASE = ({"version": 1, "case_id": "x", "history": "자가 보고"}, b"\xff\xd8bytes")
 
 
-def test_events_and_artifacts_roundtrip(tmp_path: Path) -> None:
-    store = Store(tmp_path / "s.db")
-    store.create_job("j1", "diagnose", {"language": "ko"})
-    assert [store.append_event("j1", n, {"i": i}) for i, n in enumerate("abc")] == [1, 2, 3]
-    assert [e.name for e in store.events_after("j1", 1)] == ["b", "c"]
-    store.put_artifact("j1", "pdf", "application/pdf", b"%PDF-1.7")
-    assert store.get_artifact("j1", "pdf") == ("application/pdf", b"%PDF-1.7")
-    assert store.get_artifact("j1", "dicom") is None
-    store.update_meta("j1", outcome="x")
-    job = store.get_job("j1")
-    assert job is not None and job.meta == {"language": "ko", "outcome": "x"}
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[JobStore]:
+    if request.param == "sqlite":
+        made: JobStore = SqliteStore(tmp_path / "s.db", retention_hours=1, max_jobs=2)
+    else:
+        server: PostgresServer = request.getfixturevalue("postgres")
+        dsn = server.create_database(f"t{uuid.uuid4().hex[:12]}")
+        made = PostgresStore(dsn, retention_hours=1, max_jobs=2)
+    yield made
+    await made.close()
 
 
-def test_opening_a_shared_store_leaves_running_jobs_alone(tmp_path: Path) -> None:
-    first = Store(tmp_path / "s.db")
-    first.create_job("j1", "diagnose", {})
-    first.set_status("j1", "running")
-    second = Store(tmp_path / "s.db")  # another process opens the same store
-    job = second.get_job("j1")
-    assert job is not None and job.status == "running" and not job.finished
-    assert second.is_alive("j1", dt.timedelta(minutes=1))
-    assert second.stale_jobs(dt.timedelta(minutes=1)) == []
+async def test_a_job_is_stored_with_its_case_and_events_in_order(store: JobStore) -> None:
+    await store.create_job("j1", "diagnose", {"language": "ko"}, CASE)
+    assert await store.get_case("j1") == CASE and await store.get_case("absent") is None
+    job = await store.get_job("j1")
+    assert job is not None and (job.status, job.attempt, job.meta) == (
+        "queued",
+        0,
+        {"language": "ko"},
+    )
+    assert [await store.append_event("j1", n, {"i": i}) for i, n in enumerate("abc")] == [1, 2, 3]
+    assert [e.name for e in await store.events_after("j1", 1)] == ["b", "c"]
+    assert await store.put_artifact("j1", "pdf", "application/pdf", b"%PDF-1")
+    assert await store.put_artifact("j1", "pdf", "application/pdf", b"%PDF-2")  # idempotent
+    assert await store.get_artifact("j1", "pdf") == ("application/pdf", b"%PDF-2")
+    assert (await store.find_job("diagnose", "language", "ko")) is not None
+    assert await store.ping()
 
 
-def test_running_jobs_of_a_dead_process_go_stale(tmp_path: Path) -> None:
-    store = Store(tmp_path / "s.db")
-    for job_id in ("dead", "alive", "done"):
-        store.create_job(job_id, "diagnose", {})
-        store.set_status(job_id, "running")
-    store.set_status("done", "completed")
-    old = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)).isoformat(timespec="milliseconds")
-    store._db.execute("UPDATE jobs SET heartbeat=?, updated=?", (old, old))
-    store.heartbeat(["alive"])  # its process is still running it
-    assert store.stale_jobs(dt.timedelta(minutes=1)) == ["dead"]
-    assert not store.is_alive("dead", dt.timedelta(minutes=1))
-    assert store.is_alive("alive", dt.timedelta(minutes=1))
-    assert not store.is_alive("done", dt.timedelta(hours=1))  # finished jobs are not alive
-    store.heartbeat([])  # nothing to refresh
+async def test_claims_are_exclusive_and_fenced(store: JobStore) -> None:
+    await store.create_job("j1", "diagnose", {}, CASE)
+    first, second = await asyncio.gather(store.claim("w1", 30, 3), store.claim("w2", 30, 3))
+    claims = [c for c in (first, second) if c is not None]
+    assert len(claims) == 1  # one job, one winner
+    claim = claims[0]
+    assert (claim.job.status, claim.job.attempt, claim.record, claim.data) == (
+        "running",
+        1,
+        CASE[0],
+        CASE[1],
+    )
+    assert await store.count_active() == 1
+    fence = claim.fence
+    assert await store.append_event("j1", "accepted", {}, fence) == 1
+    stranger = Fence("j1", "w9", 1)
+    assert await store.append_event("j1", "accepted", {}, stranger) is None
+    assert not await store.put_artifact("j1", "pdf", "application/pdf", b"x", stranger)
+    assert await store.renew(fence, 30) == "held" and await store.renew(stranger, 30) == "lost"
+    assert await store.finish(fence, "completed")
+    job = await store.get_job("j1")
+    assert job is not None and job.status == "completed" and job.finished
+    assert await store.claim("w1", 30, 3) is None
 
 
-def test_a_job_is_stored_with_its_case(tmp_path: Path) -> None:
-    store = Store(tmp_path / "s.db")
-    record = {"version": 1, "case_id": "j1", "history": "자가 보고"}
-    store.create_job("j1", "diagnose", {}, (record, b"\xff\xd8bytes"))
-    assert store.get_case("j1") == (record, b"\xff\xd8bytes")
-    store.create_job("j2", "diagnose", {})
-    assert store.get_case("j2") is None and store.get_case("absent") is None
+async def test_an_expired_lease_is_claimed_again_and_the_old_holder_fenced_out(
+    store: JobStore,
+) -> None:
+    await store.create_job("j1", "diagnose", {}, CASE)
+    dead = await store.claim("dead", 0.2, 3)
+    assert dead is not None and not dead.expired
+    await asyncio.sleep(0.4)
+    taken = await store.claim("w2", 30, 3)
+    assert taken is not None and taken.expired and taken.job.attempt == 2
+    assert await store.append_event("j1", "late", {}, dead.fence) is None  # a zombie writes nothing
+    assert await store.renew(dead.fence, 30) == "lost"
+    assert await store.append_event("j1", "retrying", {}, taken.fence) == 1
 
 
-def test_prune_by_count_and_age(tmp_path: Path) -> None:
-    store = Store(tmp_path / "s.db", retention_hours=1, max_jobs=2)
+async def test_attempts_run_out_with_a_terminal_event(store: JobStore) -> None:
+    await store.create_job("j1", "diagnose", {}, CASE)
+    for worker in ("w1", "w2"):
+        assert await store.claim(worker, 0.1, 2) is not None
+        await asyncio.sleep(0.25)
+    assert await store.claim("w3", 30, 2) is None
+    job = await store.get_job("j1")
+    assert job is not None and job.status == "failed"
+    last = (await store.events_after("j1"))[-1]
+    assert last.name == "error" and last.data["code"] == "attempts-exhausted"
+
+
+async def test_release_gives_the_case_back_without_spending_an_attempt(store: JobStore) -> None:
+    await store.create_job("j1", "diagnose", {}, CASE)
+    claim = await store.claim("w1", 30, 3)
+    assert claim is not None
+    await store.release(claim.fence)
+    again = await store.claim("w2", 30, 3)
+    assert again is not None and again.job.attempt == 1 and not again.expired
+
+
+async def test_cancel_from_anywhere(store: JobStore) -> None:
+    await store.create_job("queued", "diagnose", {}, CASE)
+    job = await store.request_cancel("queued")  # not claimed yet: ends at once
+    assert job is not None and job.status == "cancelled"
+    assert (await store.events_after("queued"))[-1].data["code"] == "cancelled"
+    await store.create_job("running", "diagnose", {}, CASE)
+    claim = await store.claim("w1", 30, 3)
+    assert claim is not None
+    flagged = await store.request_cancel("running")
+    assert flagged is not None and flagged.status == "running" and flagged.cancel_requested
+    assert await store.cancel_requested("w1") == ["running"]
+    assert await store.renew(claim.fence, 30) == "cancel"
+    assert await store.request_cancel("absent") is None
+
+
+async def test_dead_workers_leases_can_be_ended(store: JobStore) -> None:
+    await store.create_job("j1", "diagnose", {}, CASE)
+    assert await store.claim("host:1:dead", 300, 3) is not None
+    assert await store.running_workers() == ["host:1:dead"]
+    assert await store.expire_leases_of(["host:1:dead"]) == 1
+    taken = await store.claim("w2", 30, 3)
+    assert taken is not None and taken.expired
+
+
+async def test_followers_are_woken_by_new_events(store: JobStore) -> None:
+    await store.create_job("j1", "diagnose", {}, CASE)
+    loop = asyncio.get_running_loop()
+
+    async def later() -> None:
+        await asyncio.sleep(0.1)
+        await store.append_event("j1", "accepted", {})
+
+    task = asyncio.create_task(later())
+    started = loop.time()
+    while not await store.events_after("j1"):
+        await store.wait_for_events("j1", 0, 5.0)
+    assert loop.time() - started < 3.0
+    await task
+
+
+async def test_prune_by_count_and_erasure(store: JobStore) -> None:
     for i in range(4):
-        store.create_job(f"j{i}", "diagnose", {})
-        store.set_status(f"j{i}", "completed")
-    store.create_job("live", "diagnose", {})
-    store.set_status("live", "running")
-    assert store.prune() == 2
-    remaining = {j for j in ("j0", "j1", "j2", "j3", "live") if store.get_job(j)}
+        await store.create_job(f"j{i}", "diagnose", {}, CASE)
+        claim = await store.claim("w", 30, 3)
+        assert claim is not None
+        await store.finish(claim.fence, "completed")
+        await asyncio.sleep(0.01)
+    await store.create_job("live", "diagnose", {}, CASE)
+    assert await store.prune() == 2  # keep the newest 2 finished, never an unfinished one
+    remaining = {j for j in ("j0", "j1", "j2", "j3", "live") if await store.get_job(j)}
     assert remaining == {"j2", "j3", "live"}
-    old = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)).isoformat()
-    store._db.execute("UPDATE jobs SET created=?", (old,))
-    store.prune()
-    assert store.get_job("j3") is None and store.get_job("live") is not None
+    assert await store.delete_job("j3") and await store.get_case("j3") is None
+    assert not await store.delete_job("j3")
+
+
+def test_an_older_sqlite_store_is_upgraded(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.execute(
+        "CREATE TABLE jobs (id TEXT PRIMARY KEY, kind TEXT NOT NULL, status TEXT NOT NULL, "
+        "created TEXT NOT NULL, updated TEXT NOT NULL, heartbeat TEXT, meta TEXT NOT NULL)"
+    )
+    db.execute("INSERT INTO jobs VALUES ('old', 'diagnose', 'completed', 'a', 'b', NULL, '{}')")
+    db.commit()
+    db.close()
+    job = SqliteStore(path).db.get_job("old")
+    assert job is not None and (job.status, job.attempt, job.worker) == ("completed", 0, None)

@@ -1,0 +1,63 @@
+"""Read-only queries of the PostgreSQL store (a mixin of `PostgresStore`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from service.store.postgres_schema import COLS, job_record
+from service.store.records import JobRecord, StoredEvent
+
+
+class PostgresReads:
+    """Queries that need only `_fetch`."""
+
+    async def _fetch(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+        raise NotImplementedError
+
+    async def count_active(self) -> int:
+        rows = await self._fetch("SELECT COUNT(*) FROM jobs WHERE status IN ('queued','running')")
+        return int(rows[0][0])
+
+    async def job_states(self) -> dict[str, int]:
+        rows = await self._fetch("SELECT status, COUNT(*) FROM jobs GROUP BY status")
+        return {str(status): int(n) for status, n in rows}
+
+    async def running_workers(self) -> list[str]:
+        rows = await self._fetch("SELECT DISTINCT worker FROM jobs WHERE status='running'")
+        return [str(row[0]) for row in rows if row[0]]
+
+    async def cancel_requested(self, worker: str) -> list[str]:
+        rows = await self._fetch(
+            "SELECT id FROM jobs WHERE status='running' AND worker=%s AND cancel_requested",
+            (worker,),
+        )
+        return [str(row[0]) for row in rows]
+
+    async def events_after(self, job_id: str, after: int = 0) -> list[StoredEvent]:
+        rows = await self._fetch(
+            "SELECT seq, name, data FROM events WHERE job_id=%s AND seq>%s ORDER BY seq",
+            (job_id, after),
+        )
+        return [StoredEvent(int(seq), str(name), dict(data)) for seq, name, data in rows]
+
+    async def get_artifact(self, job_id: str, kind: str) -> tuple[str, bytes] | None:
+        rows = await self._fetch(
+            "SELECT media_type, content FROM artifacts WHERE job_id=%s AND kind=%s", (job_id, kind)
+        )
+        return (str(rows[0][0]), bytes(rows[0][1])) if rows else None
+
+    async def get_job(self, job_id: str) -> JobRecord | None:
+        rows = await self._fetch(f"SELECT {COLS} FROM jobs WHERE id=%s", (job_id,))
+        return job_record(rows[0]) if rows else None
+
+    async def find_job(self, kind: str, key: str, value: str) -> JobRecord | None:
+        rows = await self._fetch(
+            f"SELECT {COLS} FROM jobs WHERE kind=%s AND meta->>%s = %s ORDER BY created DESC "
+            "LIMIT 1",
+            (kind, key, value),
+        )
+        return job_record(rows[0]) if rows else None
+
+    async def get_case(self, job_id: str) -> tuple[dict[str, Any], bytes] | None:
+        rows = await self._fetch("SELECT record, data FROM cases WHERE job_id=%s", (job_id,))
+        return (dict(rows[0][0]), bytes(rows[0][1])) if rows else None

@@ -1,0 +1,62 @@
+"""The SQLite schema, its upgrade from earlier versions, and the row mapping."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from service.store.records import Fence, JobRecord
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY, kind TEXT NOT NULL, status TEXT NOT NULL,
+    created TEXT NOT NULL, updated TEXT NOT NULL, meta TEXT NOT NULL DEFAULT '{}',
+    attempt INTEGER NOT NULL DEFAULT 0, worker TEXT, lease_until TEXT,
+    cancel_requested INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS cases (
+    job_id TEXT PRIMARY KEY REFERENCES jobs(id) ON DELETE CASCADE,
+    record TEXT NOT NULL, data BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL, name TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (job_id, seq)
+);
+CREATE TABLE IF NOT EXISTS artifacts (
+    job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+    kind TEXT NOT NULL, media_type TEXT NOT NULL, content BLOB NOT NULL,
+    PRIMARY KEY (job_id, kind)
+);
+CREATE INDEX IF NOT EXISTS jobs_created ON jobs(created);
+CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status, created);
+"""
+
+
+def create_schema(db: sqlite3.Connection) -> None:
+    """Create the tables, and add the lease columns to a store written before them."""
+    db.executescript(SCHEMA)
+    columns = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+    for column, ddl in (
+        ("attempt", "INTEGER NOT NULL DEFAULT 0"),
+        ("worker", "TEXT"),
+        ("lease_until", "TEXT"),
+        ("cancel_requested", "INTEGER NOT NULL DEFAULT 0"),
+    ):
+        if column not in columns:
+            db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {ddl}")
+
+
+COLS = "id, kind, status, created, updated, meta, attempt, worker, cancel_requested"
+HELD = "id=? AND status='running' AND worker=? AND attempt=?"
+
+
+def job_record(row: tuple[Any, ...]) -> JobRecord:
+    job_id, kind, status, created, updated, meta, attempt, worker, cancel = row
+    return JobRecord(
+        job_id, kind, status, created, updated, json.loads(meta), attempt, worker, bool(cancel)
+    )
+
+
+def fence_key(fence: Fence) -> tuple[str, str, int]:
+    return (fence.job_id, fence.worker, fence.attempt)
