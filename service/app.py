@@ -16,12 +16,13 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from service import __version__
 from service.api.dicomweb import DicomWebController
 from service.api.fhir import FhirController
-from service.api.health import health, ready
+from service.api.health import health, metrics_page, ready
 from service.api.problems import EXCEPTION_HANDLERS
 from service.api.rest import RestController
 from service.api.web import index_page, static_router
 from service.bootstrap import Services, build_services
 from service.logging import configure_logging, get_logger
+from service.metrics import metrics_middleware
 from service.settings import Settings, get_settings
 
 log = get_logger("service.http")
@@ -93,6 +94,7 @@ def create_app(
         route_handlers=[
             health,
             ready,
+            metrics_page,
             RestController,
             FhirController,
             DicomWebController,
@@ -103,7 +105,7 @@ def create_app(
         on_startup=[on_startup],
         on_shutdown=[on_shutdown],
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[request_context_middleware],
+        middleware=[request_context_middleware, metrics_middleware],
         request_max_body_size=settings.max_upload_bytes,
         logging_config=None,
         openapi_config=OpenAPIConfig(

@@ -6,7 +6,7 @@ from typing import Any
 
 from litestar import Request, Response, get
 
-from service import __version__
+from service import __version__, metrics
 
 
 @get("/health", tags=["health"], sync_to_thread=False)
@@ -15,18 +15,35 @@ def health() -> dict[str, str]:
     return {"status": "ok", "version": __version__}
 
 
-@get("/ready", tags=["health"], sync_to_thread=False)
-def ready(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
-    """Readiness: the classifier is loaded (503 until then, or if loading failed)."""
+@get("/ready", tags=["health"])
+async def ready(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+    """Readiness: the classifier is loaded and the job store answers (503 otherwise)."""
     services = getattr(request.app.state, "services", None)
     if services is None:
         error = getattr(request.app.state, "startup_error", None)
         body = {"status": "starting" if error is None else "failed", "error": error}
         return Response(body, status_code=503, headers={"Retry-After": "5"})
+    database = await services.store.ping()
     return Response(
         {
-            "status": "ready",
+            "status": "ready" if database else "degraded",
             "classifier": {"backend": services.backend, **services.classifier_info.as_dict()},
             "narrator": services.narrator.info.as_dict(),
-        }
+            "store": {"backend": services.store.backend, "ok": database},
+            "worker": services.worker is not None,
+        },
+        status_code=200 if database else 503,
+        headers=None if database else {"Retry-After": "5"},
     )
+
+
+@get("/metrics", tags=["health"], include_in_schema=False)
+async def metrics_page(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """Prometheus exposition (jobs by state are read from the shared store at scrape time)."""
+    services = getattr(request.app.state, "services", None)
+    if services is not None:
+        states = await services.store.job_states()
+        metrics.set_job_states(states)
+        metrics.set_queue_depth(states.get("queued", 0))
+    body, content_type = metrics.render_metrics()
+    return Response(body, media_type=content_type)

@@ -20,6 +20,7 @@ from typing import Any
 
 from PIL import Image
 
+from service import metrics
 from service.errors import ServiceError
 from service.logging import get_logger
 from service.pipeline import events as ev
@@ -61,7 +62,8 @@ async def run_case(
             ev.AcceptedData(case_id=case.case_id, mode=mode, received_bytes=len(case.data)),
         )
         stage = "screen"
-        gate, classification = await asyncio.to_thread(deps.screener.screen, image)
+        with metrics.timed_stage("screen"):
+            gate, classification = await asyncio.to_thread(deps.screener.screen, image)
         yield ev.Event(
             ev.VALIDATED,
             ev.ValidatedData(
@@ -94,8 +96,10 @@ async def run_case(
             gate=gate,
             image=image,
         )
+        narrate_started = time.perf_counter()
         async for event in narrate(deps.narrator, deps.fallback_narrator, request, narration):
             yield event
+        metrics.observe_stage("narrate", time.perf_counter() - narrate_started)
         report = Report(
             case_id=case.case_id,
             language=case.language,
@@ -121,7 +125,10 @@ async def run_case(
         if deps.heatmap_in_report:
             heatmap_png = await _heatmap(deps, image, classification, gate, sink)
         attachments = [a for output in deps.outputs for a in output.attachments(report, case)]
-        pdf = await asyncio.to_thread(deps.renderer.render, report, image, heatmap_png, attachments)
+        with metrics.timed_stage("render"):
+            pdf = await asyncio.to_thread(
+                deps.renderer.render, report, image, heatmap_png, attachments
+            )
         sink.put("pdf", "application/pdf", pdf)
         sink.put("report", "application/json", _json_bytes(report_body))
         links = case_links(case.case_id)
@@ -135,8 +142,9 @@ async def run_case(
             ),
         )
         stage = "package"
-        for output in deps.outputs:
-            await output.write(report, pdf, case, sink)
+        with metrics.timed_stage("package"):
+            for output in deps.outputs:
+                await output.write(report, pdf, case, sink)
         yield _completed(case, links, started)
     except asyncio.CancelledError:
         log.info("run_cancelled", case_id=case.case_id, stage=stage)

@@ -222,3 +222,22 @@ def test_cancel_and_conflict(tmp_path: Path) -> None:
         assert cancelled.status_code == 200 and narrator.produced < 1000
         assert client.get(f"/api/v1/jobs/{job_id}").json()["status"] == "cancelled"
         assert client.delete(f"/api/v1/jobs/{job_id}").status_code == 409
+
+
+def test_metrics_count_routes_by_template_and_jobs_by_state(client: TestClient[Any]) -> None:
+    body = client.post("/api/v1/diagnose", **upload(patient_name="Hong Gildong")).json()
+    job_id = body["case_id"]
+    assert client.get(f"/api/v1/jobs/{job_id}").status_code == 200
+    scrape = client.get("/metrics")
+    assert scrape.status_code == 200 and scrape.headers["content-type"].startswith("text/plain")
+    text = scrape.text
+    assert 'route="/api/v1/jobs/{job_id}"' in text
+    assert 'skinscreen_jobs_in_state{state="completed"}' in text
+    assert 'skinscreen_stage_seconds_count{stage="screen"}' in text
+    assert job_id not in text and "Hong" not in text  # no identifiers, no PHI
+
+
+def test_ready_reports_the_store(client: TestClient[Any]) -> None:
+    body = client.get("/ready").json()
+    assert body["status"] == "ready" and body["store"] == {"backend": "sqlite", "ok": True}
+    assert body["worker"] is True

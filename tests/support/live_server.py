@@ -34,19 +34,29 @@ class LiveServer:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
 
-def start_server(tmp: Path, env_overrides: dict[str, str] | None = None) -> LiveServer:
-    """Start `python -m service serve` and wait until /ready answers 200."""
-    port = free_port()
+def start_server(
+    tmp: Path,
+    env_overrides: dict[str, str] | None = None,
+    *,
+    args: tuple[str, ...] = (),
+    port: int | None = None,
+    name: str = "server",
+) -> LiveServer:
+    """Start `python -m service serve [args]` and wait until /ready answers 200."""
+    port = port or free_port()
     env = {
         **os.environ,
         "SKINSCREEN_DATA_DIR": str(tmp / "data"),
         "SKINSCREEN_LOG_JSON": "true",
         **(env_overrides or {}),
     }
-    log_path = tmp / "server.log"
-    handle = log_path.open("wb")
+    log_path = tmp / f"{name}.log"
+    handle = log_path.open("ab")
     process = subprocess.Popen(
-        [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        [
+            *(sys.executable, "-m", "service", "serve", *args),
+            *("--host", "127.0.0.1", "--port", str(port)),
+        ],
         env=env,
         stdout=handle,
         stderr=subprocess.STDOUT,
@@ -73,3 +83,35 @@ def stop_server(server: LiveServer) -> None:
         server.process.wait(timeout=10)
     except subprocess.TimeoutExpired:
         server.process.kill()
+
+
+@dataclass
+class WorkerProcess:
+    """A `skinscreen worker` process and its log."""
+
+    log_path: Path
+    process: subprocess.Popen[bytes]
+
+    def logs(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+
+def start_worker(
+    tmp: Path, env_overrides: dict[str, str], *, concurrency: int = 4, name: str = "worker"
+) -> WorkerProcess:
+    """Start `python -m service worker` and wait for its `worker.started` log line."""
+    env = {**os.environ, "SKINSCREEN_LOG_JSON": "true", **env_overrides}
+    log_path = tmp / f"{name}.log"
+    offset = log_path.stat().st_size if log_path.exists() else 0
+    handle = log_path.open("ab")
+    argv = [sys.executable, "-m", "service", "worker", "--concurrency", str(concurrency)]
+    process = subprocess.Popen(argv, env=env, stdout=handle, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"worker exited early:\n{log_path.read_text()}")
+        if "worker.started" in log_path.read_text(errors="replace")[offset:]:
+            return WorkerProcess(log_path, process)
+        time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"worker not started in 60 s:\n{log_path.read_text()}")

@@ -41,7 +41,7 @@ def build_narrator(settings: Settings) -> Narrator:
     from service.pipeline.narrators.openai_compat import OpenAICompatNarrator
 
     return OpenAICompatNarrator(
-        settings.openai_base_url,
+        settings.openai_servers,
         settings.openai_model,
         api_key=settings.openai_api_key,
         timeout_s=settings.openai_timeout_s,
@@ -49,4 +49,6 @@ def build_narrator(settings: Settings) -> Narrator:
         retries=settings.openai_retries,
         max_tokens=settings.openai_max_tokens,
         send_image=settings.openai_send_image,
+        max_concurrency=settings.openai_max_concurrency,
+        queue_size=settings.openai_queue_size,
     )
