@@ -59,6 +59,9 @@ class Services:
         if self.worker is not None:
             await self.worker.stop(self.settings.shutdown_grace_s)
         await self.fhir_server.aclose()
+        close_narrator = getattr(self.narrator, "aclose", None)
+        if close_narrator is not None:
+            await close_narrator()
         await self.store.close()
 
 

@@ -47,7 +47,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     from service.cli_commands import run_worker
     from service.settings import get_settings
 
-    return run_worker(get_settings(), args.concurrency)
+    return run_worker(get_settings(), args.concurrency, args.metrics_port)
 
 
 def _cmd_classify(args: argparse.Namespace) -> int:
@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="run cases from the shared store (no HTTP)")
     worker.add_argument(
         "--concurrency", type=int, default=0, help="cases at once (SKINSCREEN_MAX_CONCURRENT_RUNS)"
+    )
+    worker.add_argument(
+        "--metrics-port", type=int, default=0, help="serve Prometheus metrics on this port"
     )
     worker.set_defaults(func=_cmd_worker)
 

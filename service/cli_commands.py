@@ -134,7 +134,7 @@ def diagnose_file(settings: Settings, image_path: Path, out: Path, fields: dict[
     return asyncio.run(drive())
 
 
-def run_worker(settings: Settings, concurrency: int) -> int:
+def run_worker(settings: Settings, concurrency: int, metrics_port: int = 0) -> int:
     """`skinscreen worker`: claim and run cases until SIGTERM/SIGINT, then stop claiming,
     finish or release the running ones within `shutdown_grace_s`, and exit 0."""
     from service.bootstrap import new_worker
@@ -142,6 +142,10 @@ def run_worker(settings: Settings, concurrency: int) -> int:
 
     configure_logging(settings.log_level, settings.log_json)
     services = build_services(settings, with_worker=False)
+    if metrics_port:
+        from service.metrics import serve_metrics
+
+        serve_metrics(settings.host, metrics_port)
     worker = new_worker(settings, services.store, services.jobs.deps, services.limits, concurrency)
 
     async def drive() -> int:

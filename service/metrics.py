@@ -29,6 +29,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
     multiprocess,
+    start_http_server,
 )
 
 if TYPE_CHECKING:  # typing only: the pipeline (below litestar) may import this module
@@ -191,6 +192,17 @@ def admission_rejected(reason: str) -> None:
 
 def multiprocess_dir() -> str | None:
     return os.environ.get(MULTIPROC_ENV) or None
+
+
+def serve_metrics(host: str, port: int) -> None:
+    """Expose this process's metrics on `http://host:port/` (the `skinscreen worker` process,
+    which has no HTTP API of its own), in a daemon thread."""
+    path = multiprocess_dir()
+    registry = REGISTRY
+    if path is not None:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]
+    start_http_server(port, addr=host, registry=registry)
 
 
 def render_metrics() -> tuple[bytes, str]:

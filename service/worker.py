@@ -150,8 +150,8 @@ class Worker:
         created = dt.datetime.fromisoformat(job.created)
         metrics.observe_queue_wait((dt.datetime.now(dt.UTC) - created).total_seconds())
         try:
-            if job.attempt > 1:
-                metrics.job_retried()
+            if job.attempt > 1 or await self.store.events_after(job.id, 0):
+                metrics.job_retried()  # re-run from the start: after a crash or a release
                 if claim.expired:
                     metrics.lease_expired()
                 retry = {"attempt": job.attempt, "max_attempts": self.max_attempts}

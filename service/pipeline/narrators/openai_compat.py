@@ -10,10 +10,9 @@ next server in turn, preferring one with a free slot.
 
 Failures before the first chunk (connection refused, timeout, 408/425/429/5xx) move on to the
 next server at once; after a round over all, a backoff and another round (`retries` more), then
-`NarratorUnavailable`: the run falls back to the knowledge narrator. Any other 4xx is not
-retried. A failure after the first chunk raises `NarratorStreamError`. The weights behind a
-server are not visible to us: `info.sha256` is the SHA-256 of the sorted base URLs and the
-model joined by "|" (one URL: "base_url|model"), `info.name` the model the server reports.
+`NarratorUnavailable`: the run falls back to the knowledge narrator; other 4xx are not retried.
+A failure after the first chunk raises `NarratorStreamError`. `info.sha256` is the SHA-256 of
+the sorted base URLs and the model joined by "|", `info.name` the model the server reports.
 """
 
 from __future__ import annotations
@@ -31,6 +30,7 @@ from typing import Any
 import httpx
 import structlog
 
+from service import metrics
 from service.errors import ServiceUnavailable
 from service.pipeline.domain import ModelInfo
 from service.pipeline.narrators.base import NarrationRequest, NarratorUnavailable
@@ -263,6 +263,7 @@ class OpenAICompatNarrator:
             slots, self._payload(request), request.case_id
         )
         first_chunk_s = time.perf_counter() - started
+        metrics.llm_first_token(first_chunk_s)
         chunks = 1
         try:
             yield first
@@ -285,6 +286,9 @@ class OpenAICompatNarrator:
                 await response.aclose()
             finally:
                 slots.release(url, held_s=time.perf_counter() - since)
+        streaming_s = time.perf_counter() - started - first_chunk_s
+        if streaming_s > 0 and chunks > 1:
+            metrics.llm_rate((chunks - 1) / streaming_s)  # chunks ≈ tokens for streamed deltas
         log.info(
             "narrator.generated",
             case_id=request.case_id,
