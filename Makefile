@@ -30,3 +30,4 @@ bench: setup-test
 	.venv/bin/python benchmarks/bench_pdf.py
 	.venv/bin/python benchmarks/bench_pipeline.py
 	.venv/bin/python benchmarks/bench_gate_heatmap.py
+	.venv/bin/python benchmarks/bench_scale_out.py

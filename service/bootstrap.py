@@ -17,6 +17,7 @@ from service.intake.cases import Limits
 from service.jobs import JobManager
 from service.logging import get_logger
 from service.pipeline.backends import load_screener, resolve_backend
+from service.pipeline.batching import BatchingScreener
 from service.pipeline.classifier import Classifier
 from service.pipeline.domain import Classification, ModelInfo
 from service.pipeline.heatmap import explain
@@ -96,7 +97,9 @@ def build_services(
         return heatmap_png(classifier, image, classification)
 
     deps = PipelineDeps(
-        screener=screener,
+        screener=BatchingScreener(screener, settings.classify_max_batch)
+        if settings.classify_max_batch > 1
+        else screener,
         narrator=narrator,
         fallback_narrator=knowledge_fallback(),
         renderer=PdfRenderer(settings.templates_dir),

@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     yolo_model: str = "skinscreen-yolov8n-cls"
     effnet_model: str = "skinscreen-efficientnet-lite0"
     onnx_threads: int = 2
+    classify_max_batch: int = Field(
+        default=8,
+        description="Concurrent classifications that share one batched ONNX pass (1: none).",
+    )
     inconclusive_below: float = Field(
         default=0.5, description="Calibrated top probability under which a result is inconclusive."
     )
