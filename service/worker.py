@@ -80,6 +80,7 @@ class Worker:
         self._why: dict[str, Why] = {}
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._pruned_at = float("-inf")
 
     def hint(self, job_id: str, image: Image.Image) -> None:
         """Pixels already decoded for a case this process submitted (saves a decode)."""
@@ -158,6 +159,7 @@ class Worker:
                 await self._append(fence, ev.RETRYING, retry)
             status = await self._run(Case.from_record(claim.record, claim.data), fence)
             metrics.job_finished(job.kind, status)
+            await self._prune()
         except asyncio.CancelledError:
             why = self._why.get(job.id, "release")
             if why == "cancel":
@@ -168,6 +170,14 @@ class Worker:
             log.info("worker.case_stopped", case_id=job.id, why=why)
         except LeaseLost:
             log.warning("worker.lease_lost", case_id=job.id)
+
+    async def _prune(self) -> None:
+        """Retention: drop finished jobs past the age or count limit, at most once a minute."""
+        now = asyncio.get_running_loop().time()
+        if now - self._pruned_at >= 60:
+            self._pruned_at = now
+            if removed := await self.store.prune():
+                log.info("store.pruned", jobs=removed)
 
     async def _run(self, case: Case, fence: Fence) -> str:
         """Run the case, persisting each event after the artifacts it announces."""

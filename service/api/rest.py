@@ -144,11 +144,22 @@ class RestController(Controller):
 
     @delete("/jobs/{job_id:str}", status_code=200)
     async def cancel_job(
-        self, request: Request[Any, Any, Any], job_id: FromPath[str]
+        self,
+        request: Request[Any, Any, Any],
+        job_id: FromPath[str],
+        erase: bool = Parameter(
+            default=False, description="delete a finished job with its photo, report and events"
+        ),
     ) -> dict[str, Any]:
-        """Cancel a running job (generation stops promptly)."""
+        """Cancel a queued or running job (from any replica); `?erase=true` on a finished job
+        deletes it and everything stored with it (then 404)."""
         services = services_of(request)
         job = await services.jobs.require(job_id)
+        if erase:
+            if not job.finished:
+                raise Conflict(f"job {job_id} is {job.status}: cancel it before erasing it")
+            await services.store.delete_job(job_id)
+            return {"id": job_id, "status": "erased"}
         if job.finished:
             raise Conflict(f"job {job_id} has already ended with status {job.status}")
         await services.jobs.cancel(job_id)

@@ -241,3 +241,12 @@ def test_ready_reports_the_store(client: TestClient[Any]) -> None:
     body = client.get("/ready").json()
     assert body["status"] == "ready" and body["store"] == {"backend": "sqlite", "ok": True}
     assert body["worker"] is True
+
+
+def test_a_finished_job_can_be_erased(client: TestClient[Any], services: Services) -> None:
+    job_id = client.post("/api/v1/diagnose", **upload()).json()["case_id"]
+    erased = client.delete(f"/api/v1/jobs/{job_id}?erase=true")
+    assert erased.status_code == 200 and erased.json()["status"] == "erased"
+    assert client.get(f"/api/v1/jobs/{job_id}").status_code == 404
+    assert client.get(f"/api/v1/reports/{job_id}.pdf").status_code == 404
+    assert services.store.db.get_case(job_id) is None  # the photo is gone too
