@@ -136,7 +136,12 @@ def main() -> None:
             env = {**quiet, "SKINSCREEN_DATABASE_URL": dsn}
             api = start_server(tmp, env, args=("--no-worker",), name=f"api{workers}")
             procs = [
-                start_worker(tmp, env, concurrency=2, name=f"w{workers}-{i}")
+                start_worker(
+                    tmp,
+                    {**env, "SKINSCREEN_LOG_LEVEL": "INFO"},
+                    concurrency=2,
+                    name=f"w{workers}-{i}",
+                )
                 for i in range(workers)
             ]
             try:

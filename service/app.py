@@ -24,6 +24,7 @@ from service.bootstrap import Services, build_services
 from service.logging import configure_logging, get_logger
 from service.metrics import metrics_middleware
 from service.settings import Settings, get_settings
+from service.tracing import configure_tracing
 
 log = get_logger("service.http")
 
@@ -71,6 +72,7 @@ def create_app(
     in-process worker unless `worker=False` (`serve --no-worker`: API only)."""
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.log_json)
+    configure_tracing(settings.otlp_endpoint)
     state = State({"settings": settings, "services": services})
 
     async def on_startup(app: Litestar) -> None:

@@ -17,8 +17,7 @@ from service.intake.cases import Limits
 from service.jobs import JobManager
 from service.logging import get_logger
 from service.pipeline.backends import load_screener, resolve_backend
-from service.pipeline.batching import BatchingScreener
-from service.pipeline.classifier import Classifier
+from service.pipeline.classifier import Classifier, onnx_models
 from service.pipeline.domain import Classification, ModelInfo
 from service.pipeline.heatmap import explain
 from service.pipeline.narrators.base import Narrator
@@ -89,6 +88,8 @@ def build_services(
     backend = resolve_backend(settings)
     screener = load_screener(settings, backend)
     classifier = screener.classifier
+    for model in {id(m): m for m in onnx_models(classifier)}.values():
+        model.share_passes(settings.classify_max_batch)
     narrator = build_narrator(settings)
     server = fhir_server or FhirServer(settings)
     store = open_store(settings, store_path)
@@ -97,9 +98,7 @@ def build_services(
         return heatmap_png(classifier, image, classification)
 
     deps = PipelineDeps(
-        screener=BatchingScreener(screener, settings.classify_max_batch)
-        if settings.classify_max_batch > 1
-        else screener,
+        screener=screener,
         narrator=narrator,
         fallback_narrator=knowledge_fallback(),
         renderer=PdfRenderer(settings.templates_dir),

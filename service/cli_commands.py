@@ -139,8 +139,10 @@ def run_worker(settings: Settings, concurrency: int, metrics_port: int = 0) -> i
     finish or release the running ones within `shutdown_grace_s`, and exit 0."""
     from service.bootstrap import new_worker
     from service.logging import configure_logging
+    from service.tracing import configure_tracing
 
     configure_logging(settings.log_level, settings.log_json)
+    configure_tracing(settings.otlp_endpoint)
     services = build_services(settings, with_worker=False)
     if metrics_port:
         from service.metrics import serve_metrics

@@ -32,6 +32,8 @@ from prometheus_client import (
     start_http_server,
 )
 
+from service import tracing
+
 if TYPE_CHECKING:  # typing only: the pipeline (below litestar) may import this module
     from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -127,7 +129,9 @@ def observe_request(route: str, method: str, status: int, seconds: float) -> Non
 
 
 def observe_stage(stage: str, seconds: float) -> None:
-    STAGE_SECONDS.labels(stage=stage if stage in STAGES else OTHER).observe(max(seconds, 0.0))
+    name = stage if stage in STAGES else OTHER
+    STAGE_SECONDS.labels(stage=name).observe(max(seconds, 0.0))
+    tracing.record(f"stage.{name}", max(seconds, 0.0), stage=name)
 
 
 @contextmanager

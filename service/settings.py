@@ -28,6 +28,11 @@ class Settings(BaseSettings):
     )
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, description="Request body limit.")
     log_level: str = "INFO"
+    otlp_endpoint: str | None = Field(
+        default=None,
+        description="OTLP/HTTP traces endpoint (e.g. http://collector:4318/v1/traces): one span "
+        "per pipeline stage (needs the `otel` extra).",
+    )
     log_json: bool = True
 
     # --- images -------------------------------------------------------------------------------

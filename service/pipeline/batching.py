@@ -1,82 +1,80 @@
-"""`BatchingScreener`: concurrent `screen` calls share one batched classifier pass.
+"""`SessionBatcher`: concurrent classifier passes share one onnxruntime `run`.
 
-Each caller (a run, in a worker thread) queues its image and waits; one collector thread takes
-what is queued — the first image and every other one already waiting, up to `max_batch` — and
-runs `screen_batch` on them. A lone request is never held back to wait for company; under load
-requests pile up while the previous batch runs, and the next pass takes them all. onnxruntime
-answers a batch of 8 in far less than 8 single passes, so throughput rises with concurrency.
+Each caller (a run, in a worker thread) preprocesses its own images — decode, resize and the
+quality measurements stay parallel — then queues its input rows and waits; one collector
+thread takes the first request and every other one already waiting, up to `max_rows`, runs the
+session once on the stacked rows and hands each caller its slice. A lone request is never held
+back to wait for company: under load requests pile up while the previous pass runs, and the
+next pass takes them all.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
-from PIL import Image
+import numpy as np
+import numpy.typing as npt
 
-from service.pipeline.domain import Classification, GateOutcome
-
-Screened = tuple[GateOutcome, Classification]
-
-
-class BatchScreening(Protocol):
-    """A screener that can also screen many images in one pass."""
-
-    def screen(self, image: Image.Image) -> Screened: ...
-
-    def screen_batch(self, images: Sequence[Image.Image]) -> list[Screened]: ...
+Rows = npt.NDArray[np.float32]
+Outputs = list[npt.NDArray[np.generic]]
 
 
 @dataclass
 class _Request:
-    image: Image.Image
+    rows: Rows
     done: threading.Event = field(default_factory=threading.Event)
-    result: Screened | None = None
+    outputs: Outputs | None = None
     error: BaseException | None = None
 
 
-class BatchingScreener:
-    """Implements `Screening`; thread-safe."""
+class SessionBatcher:
+    """Wraps `run(rows) -> outputs` (each output with one row per input row); thread-safe."""
 
-    def __init__(self, screener: BatchScreening, max_batch: int = 8) -> None:
-        self.screener = screener
-        self.max_batch = max_batch
+    def __init__(self, run: Callable[[Rows], Outputs], max_rows: int = 8) -> None:
+        self._run = run
+        self.max_rows = max_rows
         self._queue: queue.SimpleQueue[_Request] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._collect, name="screen-batches", daemon=True)
+        self._thread = threading.Thread(target=self._collect, name="onnx-batches", daemon=True)
         self._thread.start()
-        self.batches = 0  # passes run (for the benchmark's report)
-        self.images = 0
+        self.passes = 0  # session runs (for tests and the benchmark)
+        self.rows = 0
 
-    def screen(self, image: Image.Image) -> Screened:
-        """The verdict and classification of one image (possibly computed with others)."""
-        request = _Request(image)
+    def run(self, rows: Rows) -> Outputs:
+        """The outputs for `rows`, possibly computed together with other callers' rows."""
+        request = _Request(rows)
         self._queue.put(request)
         request.done.wait()
         if request.error is not None:
             raise request.error
-        assert request.result is not None
-        return request.result
+        assert request.outputs is not None
+        return request.outputs
 
     def _collect(self) -> None:
         while True:
             batch = [self._queue.get()]
-            while len(batch) < self.max_batch:
+            size = len(batch[0].rows)
+            while size < self.max_rows:
                 try:
-                    batch.append(self._queue.get_nowait())
+                    request = self._queue.get_nowait()
                 except queue.Empty:
                     break
+                batch.append(request)
+                size += len(request.rows)
             try:
-                results = self.screener.screen_batch([r.image for r in batch])
-                for request, result in zip(batch, results, strict=True):
-                    request.result = result
+                outputs = self._run(np.concatenate([r.rows for r in batch], axis=0))
+                start = 0
+                for request in batch:
+                    stop = start + len(request.rows)
+                    request.outputs = [output[start:stop] for output in outputs]
+                    start = stop
             except BaseException as exc:  # every waiter gets the failure, none hangs
                 for request in batch:
                     request.error = exc
             finally:
-                self.batches += 1
-                self.images += len(batch)
+                self.passes += 1
+                self.rows += size
                 for request in batch:
                     request.done.set()

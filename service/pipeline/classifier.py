@@ -12,6 +12,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 from PIL import Image
 
+from service.pipeline.batching import SessionBatcher
 from service.pipeline.domain import Classification, ModelInfo
 from service.pipeline.model_card import ModelCard
 from service.pipeline.preprocess import classify_tensor
@@ -82,6 +83,7 @@ class OnnxClassifier:
         )
         self._input = self._session.get_inputs()[0].name
         self._fixed_batch = isinstance(self._session.get_inputs()[0].shape[0], int)
+        self._batcher: SessionBatcher | None = None
         graph_outputs = [o.name for o in self._session.get_outputs()]
         self.has_features = FEATURES_OUTPUT in card.outputs
         if self.has_features and FEATURES_OUTPUT not in graph_outputs:
@@ -106,6 +108,8 @@ class OnnxClassifier:
         if self._fixed_batch:
             rows = [self._session.run(self._outputs, {self._input: row[None]}) for row in batch]
             raw = [np.concatenate(parts, axis=0) for parts in zip(*rows, strict=True)]
+        elif self._batcher is not None:
+            raw = self._batcher.run(batch)
         else:
             raw = self._session.run(self._outputs, {self._input: batch})
         values: FloatArray = np.asarray(raw[0], dtype=np.float64)
@@ -113,6 +117,13 @@ class OnnxClassifier:
             values = np.log(np.clip(values, 1e-12, 1.0))
         features = np.asarray(raw[1], dtype=np.float32) if self.has_features else None
         return values, features
+
+    def share_passes(self, max_rows: int) -> None:
+        """Let concurrent calls share one session run (`SessionBatcher`), up to `max_rows`."""
+        if not self._fixed_batch and max_rows > 1:
+            self._batcher = SessionBatcher(
+                lambda rows: list(self._session.run(self._outputs, {self._input: rows})), max_rows
+            )
 
     def logits(self, images: Sequence[Image.Image]) -> FloatArray:
         return self.forward(images)[0]
@@ -183,3 +194,14 @@ class FeatureCompanion:
 
     def probabilities(self, images: Sequence[Image.Image]) -> FloatArray:
         return self.classifier.probabilities(images)
+
+
+def onnx_models(classifier: Classifier) -> list[OnnxClassifier]:
+    """The ONNX models behind a backend (an ensemble's members, a feature companion)."""
+    if isinstance(classifier, OnnxClassifier):
+        return [classifier]
+    if isinstance(classifier, EnsembleClassifier):
+        return [m for member in classifier.members for m in onnx_models(member)]
+    if isinstance(classifier, FeatureCompanion):
+        return [classifier.classifier, classifier.companion]
+    return []

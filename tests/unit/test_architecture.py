@@ -22,6 +22,7 @@ FLOORS: dict[str, int] = {
     "service.settings": 0,
     "service.logging": 0,
     "service.metrics": 0,
+    "service.tracing": 0,
     "service.pipeline": 1,
     "service.images": 2,
     "service.report": 2,

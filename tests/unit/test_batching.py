@@ -1,4 +1,4 @@
-"""Micro-batching: concurrent classifications share passes and get the same answers."""
+"""Micro-batching: concurrent classifier passes share one session run, same answers."""
 
 from __future__ import annotations
 
@@ -6,49 +6,52 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from service.images import load_rgb
-from service.pipeline.backends import load_screener
-from service.pipeline.batching import BatchingScreener
+from service.pipeline.backends import load_classifier
+from service.pipeline.batching import SessionBatcher
 from service.settings import Settings
 
 
-class Exploding:
-    def screen(self, image: object) -> object:
-        raise AssertionError("unused")
-
-    def screen_batch(self, images: object) -> object:
-        raise RuntimeError("model crashed")
-
-
-def test_concurrent_calls_are_batched_and_equal_to_single_calls(
+def test_concurrent_passes_are_shared_and_equal_to_single_passes(
     skin6_val_images: dict[str, list[Path]],
 ) -> None:
-    screener = load_screener(Settings(), "effnet")
-    paths = [p for files in skin6_val_images.values() for p in files[:3]]
-    images = [load_rgb(p) for p in paths]
-    expected = [screener.screen(image) for image in images]
-    batching = BatchingScreener(screener, max_batch=8)
+    classifier = load_classifier(Settings(), "effnet")
+    images = [load_rgb(p) for files in skin6_val_images.values() for p in files[:3]]
+    expected = [classifier.forward([image]) for image in images]
+    classifier.share_passes(8)
+    batcher = classifier._batcher
+    assert batcher is not None
     start = threading.Barrier(len(images))
 
     def call(index: int) -> object:
         start.wait()
-        return batching.screen(images[index])
+        return classifier.forward([images[index]])
 
     with ThreadPoolExecutor(len(images)) as pool:
         got = list(pool.map(call, range(len(images))))
-    assert batching.images == len(images) and batching.batches < len(images)
-    for (gate, classification), (want_gate, want) in zip(got, expected, strict=True):  # type: ignore[misc]
-        assert gate.status == want_gate.status and gate.reasons == want_gate.reasons
-        assert classification.label == want.label
-        for label, p in want.probabilities.items():
-            assert classification.probabilities[label] == pytest.approx(p, abs=1e-4)
+    assert batcher.rows == len(images) and batcher.passes < len(images)
+    for (logits, features), (want_logits, want_features) in zip(got, expected, strict=True):  # type: ignore[misc]
+        np.testing.assert_allclose(logits, want_logits, atol=1e-4)
+        np.testing.assert_allclose(features, want_features, atol=1e-4)
+
+
+def test_rows_go_back_to_their_callers() -> None:
+    batcher = SessionBatcher(lambda rows: [rows * 2, rows.sum(axis=1)], max_rows=16)
+    inputs = [np.full((n, 3), float(n), dtype=np.float32) for n in (1, 2, 3, 1)]
+    with ThreadPoolExecutor(4) as pool:
+        outputs = list(pool.map(batcher.run, inputs))
+    for rows, (doubled, sums) in zip(inputs, outputs, strict=True):
+        np.testing.assert_array_equal(doubled, rows * 2)
+        np.testing.assert_array_equal(sums, rows.sum(axis=1))
 
 
 def test_a_failing_pass_fails_its_callers_without_hanging() -> None:
-    from PIL import Image
+    def explode(rows: object) -> list[object]:
+        raise RuntimeError("model crashed")
 
-    batching = BatchingScreener(Exploding(), max_batch=4)  # type: ignore[arg-type]
+    batcher = SessionBatcher(explode, max_rows=4)  # type: ignore[arg-type]
     with pytest.raises(RuntimeError, match="crashed"):
-        batching.screen(Image.new("RGB", (32, 32)))
+        batcher.run(np.zeros((1, 3), dtype=np.float32))
