@@ -26,7 +26,12 @@ from service.logging import configure_logging  # noqa: E402
 from service.pipeline.backends import load_classifier  # noqa: E402
 from service.pipeline.ood import forward  # noqa: E402
 from service.settings import Settings  # noqa: E402
-from tests.support.live_server import start_server, start_worker, stop_server  # noqa: E402
+from tests.support.live_server import (  # noqa: E402
+    WorkerProcess,
+    start_server,
+    start_worker,
+    stop_server,
+)
 from tests.support.postgres import start_postgres  # noqa: E402
 
 
@@ -134,17 +139,14 @@ def main() -> None:
         for workers in (1, 2):
             dsn = postgres.create_database(f"b{uuid.uuid4().hex[:8]}")
             env = {**quiet, "SKINSCREEN_DATABASE_URL": dsn}
+            worker_env = {**env, "SKINSCREEN_LOG_LEVEL": "INFO"}  # start_worker reads its log
             api = start_server(tmp, env, args=("--no-worker",), name=f"api{workers}")
-            procs = [
-                start_worker(
-                    tmp,
-                    {**env, "SKINSCREEN_LOG_LEVEL": "INFO"},
-                    concurrency=2,
-                    name=f"w{workers}-{i}",
-                )
-                for i in range(workers)
-            ]
+            procs: list[WorkerProcess] = []
             try:
+                procs.extend(
+                    start_worker(tmp, worker_env, concurrency=2, name=f"w{workers}-{i}")
+                    for i in range(workers)
+                )
                 seconds, _ = asyncio.run(run_cases(api.url, photos[0], args.cases))
                 print(
                     f"{workers} worker(s) × 2: {args.cases / seconds * 60:.0f} cases/min "
