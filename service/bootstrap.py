@@ -117,7 +117,14 @@ def build_services(
         narrator=narrator,
         limits=limits,
         store=store,
-        jobs=JobManager(store, deps, limits, max_queued=settings.max_queued_jobs, worker=worker),
+        jobs=JobManager(
+            store,
+            deps,
+            limits,
+            max_queued=settings.max_queued_jobs,
+            max_queued_per_client=settings.max_queued_per_client,
+            worker=worker,
+        ),
         fhir_server=server,
         worker=worker,
     )

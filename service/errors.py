@@ -90,6 +90,12 @@ class ServiceUnavailable(ServiceError):
         self.retry_after = retry_after
 
 
+class TooManyRequests(ServiceUnavailable):
+    """One client has too many cases queued or running (the others are still served)."""
+
+    status, code, title = 429, "too-many-requests", "Too many requests"
+
+
 class UnsupportedLanguage(Unprocessable):
     code, title = "unsupported-language", "Unsupported report language"
 

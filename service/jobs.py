@@ -15,6 +15,7 @@ Blocking doors await `Submission.result()`, a typed `RunResult`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +23,7 @@ from typing import Any
 from PIL import Image
 
 from service import metrics
-from service.errors import NotFound, ServiceUnavailable
+from service.errors import NotFound, ServiceUnavailable, TooManyRequests
 from service.intake.cases import Limits, decode_case
 from service.pipeline import events as ev
 from service.pipeline.case import Case, MemorySink, Mode
@@ -31,6 +32,9 @@ from service.pipeline.result import RunResult
 from service.pipeline.run import run_case
 from service.store import JobRecord, JobStore, StoredEvent
 from service.worker import Worker
+
+#: The client of every request while authentication is off.
+ANONYMOUS = "anonymous"
 
 
 @dataclass(frozen=True)
@@ -56,12 +60,14 @@ class JobManager:
         limits: Limits,
         *,
         max_queued: int = 200,
+        max_queued_per_client: int = 200,
         worker: Worker | None = None,
     ) -> None:
         self.store = store
         self.deps = deps
         self.limits = limits
         self.max_queued = max_queued
+        self.max_queued_per_client = max_queued_per_client
         self.worker = worker
 
     async def submit(
@@ -73,10 +79,12 @@ class JobManager:
         image: Image.Image | None = None,
         explain: bool = False,
         meta: dict[str, Any] | None = None,
+        client: str = ANONYMOUS,
     ) -> Submission:
         """Capacity, persistence and hand-over of one case (see the module docstring).
 
         `image`: pixels the intake already decoded (else `case.data` is decoded again).
+        `client`: who submits (the owner once authentication lands; one bound per client).
         """
         if mode != "diagnose":
             inline = asyncio.create_task(self._run_inline(case, mode, image, explain))
@@ -88,7 +96,13 @@ class JobManager:
                 f"{self.max_queued} cases are already queued or running; retry later",
                 retry_after=10,
             )
-        job_meta = {"mode": mode, "language": case.language, **(meta or {})}
+        if await self.store.count_active(client) >= self.max_queued_per_client:
+            metrics.admission_rejected("client_limit")
+            raise TooManyRequests(
+                f"this client already has {self.max_queued_per_client} cases queued or running",
+                retry_after=10,
+            )
+        job_meta = {"mode": mode, "language": case.language, "client": client, **(meta or {})}
         if self.worker is not None and image is not None:
             self.worker.hint(case.case_id, image)
         await self.store.create_job(case.case_id, kind, job_meta, (case.record(), case.data))
@@ -152,10 +166,18 @@ class JobManager:
         events = [e async for e in self.follow(job_id) if e is not None]
         return RunResult.fold(job_id, events)
 
-    async def cancel(self, job_id: str) -> JobRecord | None:
+    async def cancel(self, job_id: str, wait_s: float = 5.0) -> JobRecord | None:
         """Cancel a job from any replica: a queued one ends now, a running one within a poll
-        interval (at once when this process's worker runs it). None when unknown."""
+        interval (at once when this process's worker runs it); waits up to `wait_s` for its
+        terminal event. None when unknown."""
         job = await self.store.request_cancel(job_id)
-        if job is not None and self.worker is not None:
+        if job is None:
+            return None
+        if self.worker is not None:
             self.worker.cancel_local(job_id, "cancel")
-        return job
+        if not job.finished:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait_s):
+                    async for _ in self.follow(job_id, keepalive_s=wait_s):
+                        pass
+        return await self.store.get_job(job_id)

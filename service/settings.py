@@ -139,6 +139,10 @@ class Settings(BaseSettings):
         default=200,
         description="Cases queued or running at once; beyond it 503 + Retry-After.",
     )
+    max_queued_per_client: int = Field(
+        default=100,
+        description="Cases one client may have queued or running; beyond it 429 + Retry-After.",
+    )
     shutdown_grace_s: float = Field(
         default=20.0, description="On SIGTERM, how long running cases may take to finish."
     )

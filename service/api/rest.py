@@ -162,8 +162,9 @@ class RestController(Controller):
             return {"id": job_id, "status": "erased"}
         if job.finished:
             raise Conflict(f"job {job_id} has already ended with status {job.status}")
-        await services.jobs.cancel(job_id)
-        return {"id": job_id, "status": "cancelled"}
+        ended = await services.jobs.cancel(job_id)
+        status = ended.status if ended is not None and ended.finished else "cancelling"
+        return {"id": job_id, "status": status}
 
     @get("/reports/{name:str}")
     async def report(self, request: Request[Any, Any, Any], name: FromPath[str]) -> Response[Any]:

@@ -50,7 +50,8 @@ _BY_CODE = {
     DicomMismatch.code: DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
     ImageTooLarge.code: OUT_OF_RESOURCES,
     PayloadTooLarge.code: OUT_OF_RESOURCES,
-    ServiceUnavailable.code: OUT_OF_RESOURCES,  # the narrator queue is full
+    ServiceUnavailable.code: OUT_OF_RESOURCES,  # the narrator queue or the job queue is full
+    "too-many-requests": OUT_OF_RESOURCES,  # this client's share of the queue is used up
 }
 
 

@@ -31,8 +31,8 @@ class JobStore(Protocol):
         """Register a `queued` job and its case in one transaction."""
         ...
 
-    async def count_active(self) -> int:
-        """Jobs queued or running (admission control)."""
+    async def count_active(self, client: str | None = None) -> int:
+        """Jobs queued or running, of `client` when given (admission control)."""
         ...
 
     async def job_states(self) -> dict[str, int]:

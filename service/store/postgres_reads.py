@@ -14,8 +14,12 @@ class PostgresReads:
     async def _fetch(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
         raise NotImplementedError
 
-    async def count_active(self) -> int:
-        rows = await self._fetch("SELECT COUNT(*) FROM jobs WHERE status IN ('queued','running')")
+    async def count_active(self, client: str | None = None) -> int:
+        sql = "SELECT COUNT(*) FROM jobs WHERE status IN ('queued','running')"
+        if client is None:
+            rows = await self._fetch(sql)
+        else:
+            rows = await self._fetch(sql + " AND meta->>'client' = %s", (client,))
         return int(rows[0][0])
 
     async def job_states(self) -> dict[str, int]:

@@ -17,6 +17,14 @@ class SqliteReads:
     _db: sqlite3.Connection
     _lock: threading.Lock
 
+    def count_active(self, client: str | None = None) -> int:
+        sql = "SELECT COUNT(*) FROM jobs WHERE status IN ('queued','running')"
+        args: tuple[str, ...] = ()
+        if client is not None:
+            sql, args = sql + " AND json_extract(meta, '$.client') = ?", (client,)
+        with self._lock:
+            return int(self._db.execute(sql, args).fetchone()[0])
+
     def job_states(self) -> dict[str, int]:
         with self._lock:
             rows = self._db.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status").fetchall()

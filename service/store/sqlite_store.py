@@ -38,9 +38,8 @@ class SqliteStore:
         await self._run(self.db.create_job, job_id, kind, meta, case)
         self._work.wake("work")
 
-    async def count_active(self) -> int:
-        states = await self.job_states()
-        return states.get("queued", 0) + states.get("running", 0)
+    async def count_active(self, client: str | None = None) -> int:
+        return await self._run(self.db.count_active, client)
 
     async def job_states(self) -> dict[str, int]:
         return await self._run(self.db.job_states)

@@ -34,6 +34,7 @@ from tests.support.factories import (
 )
 
 FHIR = "application/fhir+json"
+DIAGNOSE = "/fhir/DiagnosticReport/$diagnose"
 
 
 def client_for(services: Services) -> Iterator[TestClient[Any]]:
@@ -250,3 +251,32 @@ def test_a_finished_job_can_be_erased(client: TestClient[Any], services: Service
     assert client.get(f"/api/v1/jobs/{job_id}").status_code == 404
     assert client.get(f"/api/v1/reports/{job_id}.pdf").status_code == 404
     assert services.store.db.get_case(job_id) is None  # the photo is gone too
+
+
+@pytest.mark.parametrize(
+    ("limits", "status"),
+    [({"max_queued_jobs": 1}, 503), ({"max_queued_jobs": 10, "max_queued_per_client": 1}, 429)],
+)
+def test_admission_control_answers_with_retry_after(
+    tmp_path: Path, limits: dict[str, int], status: int
+) -> None:
+    from service.settings import Settings
+
+    settings = Settings(data_dir=tmp_path, job_lease_s=3.0, **limits)
+    narrator = ScriptedNarrator(chunks=200, delay_s=0.02)
+    services = fake_services(tmp_path, fake_deps(narrator=narrator), settings)
+    async_fhir = {"content-type": FHIR, "prefer": "respond-async"}
+    for client in client_for(services):
+        first = client.post(
+            "/fhir/DiagnosticReport/$diagnose", content=parameters(), headers=async_fhir
+        )
+        assert first.status_code == 202
+        refused = client.post("/api/v1/diagnose", **upload())
+        assert refused.status_code == status and int(refused.headers["retry-after"]) > 0
+        assert refused.json()["status"] == status
+        fhir = client.post(
+            "/fhir/DiagnosticReport/$diagnose", content=parameters(), headers=async_fhir
+        )
+        assert fhir.status_code == status and fhir.json()["resourceType"] == "OperationOutcome"
+        job_id = first.headers["content-location"].rsplit("/", 1)[-1]
+        client.delete(f"/api/v1/jobs/{job_id}")

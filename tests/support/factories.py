@@ -199,7 +199,14 @@ def fake_services(
         narrator=deps.narrator,
         limits=limits,
         store=store,
-        jobs=JobManager(store, deps, limits, max_queued=settings.max_queued_jobs, worker=worker),
+        jobs=JobManager(
+            store,
+            deps,
+            limits,
+            max_queued=settings.max_queued_jobs,
+            max_queued_per_client=settings.max_queued_per_client,
+            worker=worker,
+        ),
         fhir_server=fhir_server or FhirServer(settings),
         worker=worker,
     )
