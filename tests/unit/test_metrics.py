@@ -82,7 +82,7 @@ def test_helpers_change_the_scrape() -> None:
     assert value(after, "skinscreen_queue_depth") == 3
     assert delta("skinscreen_queue_wait_seconds_count") == 1
     assert delta("skinscreen_llm_first_token_seconds_count") == 1
-    assert delta("skinscreen_llm_tokens_per_second_sum") == 12.5
+    assert delta("skinscreen_llm_tokens_per_second_sum") == pytest.approx(12.5)
     for stage in ("decode", "narrate", "render"):
         assert delta("skinscreen_stage_seconds_count", stage=stage) == 1
     assert value(after, "skinscreen_jobs_in_state", state="running") == 4
