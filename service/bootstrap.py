@@ -117,14 +117,7 @@ def build_services(
         narrator=narrator,
         limits=limits,
         store=store,
-        jobs=JobManager(
-            store,
-            deps,
-            limits,
-            max_queued=settings.max_queued_jobs,
-            max_queued_per_client=settings.max_queued_per_client,
-            worker=worker,
-        ),
+        jobs=new_jobs(settings, store, deps, limits, worker),
         fhir_server=server,
         worker=worker,
     )
@@ -137,6 +130,24 @@ def build_services(
         worker=worker is not None,
     )
     return services
+
+
+def new_jobs(
+    settings: Settings,
+    store: JobStore,
+    deps: PipelineDeps,
+    limits: Limits,
+    worker: Worker | None,
+) -> JobManager:
+    """The API side of the jobs, with the configured admission bounds."""
+    return JobManager(
+        store,
+        deps,
+        limits,
+        max_queued=settings.max_queued_jobs,
+        max_queued_per_client=settings.max_queued_per_client,
+        worker=worker,
+    )
 
 
 def new_worker(

@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from tests.support.ci import IN_CI
+from tests.support.factories import classification, narration_request
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported: no hub access
 _MISSING = [m for m in ("torch", "transformers", "bitsandbytes") if not importlib.util.find_spec(m)]
@@ -26,7 +27,7 @@ if _MISSING:
     pytest.skip(_REASON, allow_module_level=True)
 
 from service.errors import ServiceUnavailable  # noqa: E402
-from service.pipeline.domain import Classification, GateOutcome, ModelInfo, Patient  # noqa: E402
+from service.pipeline.domain import ModelInfo, Patient  # noqa: E402
 from service.pipeline.narrators.base import NarrationRequest, NarratorUnavailable  # noqa: E402
 from service.pipeline.narrators.factory import build_narrator  # noqa: E402
 from service.pipeline.narrators.medgemma import MedGemmaNarrator  # noqa: E402
@@ -43,24 +44,11 @@ def tiny_gemma_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _request(case_id: str = "case-1") -> NarrationRequest:
-    model = ModelInfo(name="clf", version="1", sha256="0" * 64)
-    return NarrationRequest(
-        case_id=case_id,
-        language="en",
+    return narration_request(
+        case_id,
+        result=classification("Acne", 0.7, Rosacea=0.1),
         patient=Patient(age=30, sex="male"),
         history="Two weeks.",
-        classification=Classification(
-            probabilities={
-                "Acne": 0.7,
-                "Rosacea": 0.1,
-                "Eczema": 0.05,
-                "Milia": 0.05,
-                "Keratosis": 0.05,
-                "Carcinoma": 0.05,
-            },
-            model=model,
-        ),
-        gate=GateOutcome(status="ok"),
         image=Image.new("RGB", (120, 90), (190, 110, 100)),
     )
 

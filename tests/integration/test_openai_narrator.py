@@ -25,7 +25,6 @@ import pytest
 from PIL import Image
 from structlog.testing import capture_logs
 
-from service.pipeline.domain import Classification, GateOutcome, ModelInfo, Patient
 from service.pipeline.narrators.base import NarrationRequest, NarratorUnavailable
 from service.pipeline.narrators.factory import build_narrator, knowledge_fallback
 from service.pipeline.narrators.knowledge import KnowledgeNarrator
@@ -33,31 +32,14 @@ from service.pipeline.narrators.openai_compat import NarratorStreamError, OpenAI
 from service.pipeline.narrators.prompts import build_messages
 from service.settings import Settings
 from tests.support.ci import IN_CI
+from tests.support.factories import narration_request
 from tests.support.live_server import free_port
 
 ALIAS = "gemma-3-270m-q4_k_m"
 
 
 def _request() -> NarrationRequest:
-    return NarrationRequest(
-        case_id="case-1",
-        language="en",
-        patient=Patient(age=30, sex="female"),
-        history=None,
-        classification=Classification(
-            probabilities={
-                "Acne": 0.9,
-                "Rosacea": 0.02,
-                "Eczema": 0.02,
-                "Milia": 0.02,
-                "Keratosis": 0.02,
-                "Carcinoma": 0.02,
-            },
-            model=ModelInfo(name="clf", version="1", sha256="0" * 64),
-        ),
-        gate=GateOutcome(status="ok"),
-        image=Image.new("RGB", (64, 64), (200, 120, 110)),
-    )
+    return narration_request(image=Image.new("RGB", (64, 64), (200, 120, 110)))
 
 
 async def _collect(narrator: OpenAICompatNarrator) -> list[tuple[float, str]]:

@@ -15,10 +15,9 @@ from typing import Any
 
 from PIL import Image
 
-from service.bootstrap import Services, new_worker
+from service.bootstrap import Services, new_jobs, new_worker
 from service.fhir_server import FhirServer
 from service.intake.cases import Intake, Limits, case_from_fields
-from service.jobs import JobManager
 from service.pipeline.domain import (
     CLASSES,
     Attachment,
@@ -55,6 +54,26 @@ def classification(top: str = "Acne", p: float = 0.9, **others: float) -> Classi
 
 def gate(status: Status = "ok", *reasons: str) -> GateOutcome:
     return GateOutcome(status, tuple(reasons))
+
+
+def narration_request(
+    case_id: str = "case-1",
+    *,
+    result: Classification | None = None,
+    patient: Patient | None = None,
+    history: str | None = None,
+    image: Image.Image | None = None,
+) -> NarrationRequest:
+    """What a narrator gets for an `ok` Acne result (90 %), English."""
+    return NarrationRequest(
+        case_id=case_id,
+        language="en",
+        patient=patient or Patient(age=30, sex="female"),
+        history=history,
+        classification=result or classification("Acne", 0.9),
+        gate=GateOutcome(status="ok"),
+        image=image,
+    )
 
 
 def jpeg(size: tuple[int, int] = (96, 96), colour: tuple[int, int, int] = (200, 150, 130)) -> bytes:
@@ -199,14 +218,7 @@ def fake_services(
         narrator=deps.narrator,
         limits=limits,
         store=store,
-        jobs=JobManager(
-            store,
-            deps,
-            limits,
-            max_queued=settings.max_queued_jobs,
-            max_queued_per_client=settings.max_queued_per_client,
-            worker=worker,
-        ),
+        jobs=new_jobs(settings, store, deps, limits, worker),
         fhir_server=fhir_server or FhirServer(settings),
         worker=worker,
     )

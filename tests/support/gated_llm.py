@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.support.loopback_http import LoopbackHttp
 
 TEXT = ["## Observations\n\nA gated ", "narrative ", "arrives.\n"]
 
 
-class GatedLlm:
+class GatedLlm(LoopbackHttp):
     """`with GatedLlm() as llm:` → `llm.url` (…/v1), `llm.waiting`, `llm.release`."""
 
     def __init__(self, hold_s: float = 20.0) -> None:
@@ -59,24 +60,7 @@ class GatedLlm:
                 self.wfile.flush()
                 self.close_connection = True
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__(Handler)
 
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}/v1"
-
-    def __enter__(self) -> GatedLlm:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def closing(self) -> None:
         self.release.set()
-        self._server.shutdown()
-        self._server.server_close()

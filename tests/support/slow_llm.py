@@ -6,14 +6,14 @@ It makes a case's narration last long enough to kill a worker in the middle of i
 from __future__ import annotations
 
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+from tests.support.loopback_http import LoopbackHttp
 
-class SlowLlm:
+
+class SlowLlm(LoopbackHttp):
     """`with SlowLlm(chunks=10, delay_s=0.2) as llm:` → `llm.url` (…/v1)."""
 
     def __init__(self, chunks: int = 10, delay_s: float = 0.2) -> None:
@@ -54,24 +54,4 @@ class SlowLlm:
                     pass  # the worker was killed mid-answer
                 self.close_connection = True
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}/v1"
-
-    def __enter__(self) -> SlowLlm:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(Handler)

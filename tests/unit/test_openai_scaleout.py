@@ -19,11 +19,11 @@ import pytest
 from structlog.testing import capture_logs
 
 from service.errors import ServiceUnavailable
-from service.pipeline.domain import Classification, GateOutcome, ModelInfo, Patient
 from service.pipeline.narrators.base import NarrationRequest, NarratorUnavailable
 from service.pipeline.narrators.factory import build_narrator
 from service.pipeline.narrators.openai_compat import OpenAICompatNarrator
 from service.settings import Settings
+from tests.support.factories import narration_request
 from tests.support.live_server import free_port
 
 pytestmark = pytest.mark.anyio
@@ -32,24 +32,7 @@ PIECES = ["## Observations\n\n", "A pooled ", "narrative.\n"]
 
 
 def _request(case_id: str = "case-1") -> NarrationRequest:
-    return NarrationRequest(
-        case_id=case_id,
-        language="en",
-        patient=Patient(age=30, sex="female"),
-        history=None,
-        classification=Classification(
-            probabilities={
-                "Acne": 0.9,
-                "Rosacea": 0.02,
-                "Eczema": 0.02,
-                "Milia": 0.02,
-                "Keratosis": 0.02,
-                "Carcinoma": 0.02,
-            },
-            model=ModelInfo(name="clf", version="1", sha256="0" * 64),
-        ),
-        gate=GateOutcome(status="ok"),
-    )
+    return narration_request(case_id)
 
 
 class _Llm(ThreadingHTTPServer):

@@ -1,0 +1,39 @@
+"""A threaded HTTP server on 127.0.0.1 for the fake upstreams tests talk to (LLM servers)."""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Self
+
+
+class LoopbackHttp:
+    """`with Subclass(...) as server:` → `server.url` is `http://127.0.0.1:<port>/v1`."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}/v1"
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.closing()
+        self._server.shutdown()
+        self._server.server_close()
+
+    def closing(self) -> None:
+        """Called before shutdown (e.g. to release held requests)."""
