@@ -147,6 +147,33 @@ class Settings(BaseSettings):
         default=20.0, description="On SIGTERM, how long running cases may take to finish."
     )
 
+    # --- security -----------------------------------------------------------------------------
+    auth: Literal["off", "on"] = Field(
+        default="off",
+        description="`off` only while binding a loopback address (a loud log line says so); "
+        "`on`: every route but /health, /ready, the page's static files and the SMART "
+        "configuration needs an API key or a bearer token.",
+    )
+    clients_file: Path | None = Field(
+        default=None, description="JSON registry of API clients (default data_dir/clients.json)."
+    )
+    signing_key_path: Path | None = Field(
+        default=None,
+        description="PEM EC P-384 private key signing our access tokens "
+        "(default data_dir/signing-key.pem, generated at first start).",
+    )
+    token_lifetime_s: int = Field(default=300, description="Access token lifetime (≤ 300 s).")
+    trusted_issuers: str | None = Field(
+        default=None,
+        description="JSON {issuer: JWKS URL or file} whose access tokens are accepted too.",
+    )
+    rate_limit_per_minute: int = Field(
+        default=600, description="Requests per client per minute (auth on); 429 beyond it."
+    )
+    cors_allow_origins: str = Field(
+        default="", description="Comma-separated origins allowed by CORS (default: none)."
+    )
+
     # --- FHIR -------------------------------------------------------------------------------------
     fhir_server_url: str | None = None
     fhir_fetch_timeout_s: float = 10.0
