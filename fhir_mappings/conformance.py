@@ -14,10 +14,13 @@ def operation_url(base_url: str) -> str:
     return f"{base_url.rstrip('/')}/OperationDefinition/{OPERATION_ID}"
 
 
-def capability_statement(base_url: str, version: str) -> dict[str, Any]:
+def capability_statement(
+    base_url: str, version: str, token_url: str | None = None
+) -> dict[str, Any]:
     """What this server does: `$diagnose` on DiagnosticReport, read of DiagnosticReport and
-    Binary, async (`Prefer: respond-async`). JSON only: XML is not supported."""
-    return {
+    Binary, async (`Prefer: respond-async`). JSON only: XML is not supported. With
+    `token_url` (authentication on) `rest.security` advertises SMART Backend Services."""
+    statement = {
         "resourceType": "CapabilityStatement",
         "status": "active",
         "date": _DATE,
@@ -48,6 +51,34 @@ def capability_statement(base_url: str, version: str) -> dict[str, Any]:
                 "operation": [_operation(base_url)],
             }
         ],
+    }
+    if token_url:
+        statement["rest"][0]["security"] = smart_security(token_url)  # type: ignore[index]
+    return statement
+
+
+def smart_security(token_url: str) -> dict[str, Any]:
+    """`rest.security` for SMART Backend Services (SMART App Launch: the `SMART-on-FHIR`
+    service code and the oauth-uris extension with the token endpoint)."""
+    return {
+        "service": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                        "code": "SMART-on-FHIR",
+                    }
+                ]
+            }
+        ],
+        "extension": [
+            {
+                "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                "extension": [{"url": "token", "valueUri": token_url}],
+            }
+        ],
+        "description": "SMART Backend Services (client_credentials, private_key_jwt) or an "
+        "API key (X-API-Key / Bearer)",
     }
 
 

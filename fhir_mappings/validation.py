@@ -20,7 +20,8 @@ REQUIRED_PRIMITIVES: dict[str, tuple[str, ...]] = {
     "Media": ("status",),
     "Provenance": ("recorded",),
     "Binary": ("contentType",),
-    "Bundle": ("type", "entry[].request.method", "entry[].request.url"),
+    "Bundle": ("type",),
+    "AuditEvent": ("recorded", "agent[].requestor"),
     "OperationOutcome": ("issue[].severity", "issue[].code"),
     "CapabilityStatement": (
         "status",
@@ -99,7 +100,10 @@ class R4SchemaValidator:
             f"{resource_type}.{_path(error.absolute_path)}: {error.message[:300]}"
             for error in self._validator(resource_type).iter_errors(shallow)
         ]
-        for path in REQUIRED_PRIMITIVES.get(resource_type, ()):
+        paths = REQUIRED_PRIMITIVES.get(resource_type, ())
+        if resource_type == "Bundle" and resource.get("type") in ("batch", "transaction"):
+            paths = (*paths, "entry[].request.method", "entry[].request.url")  # bdl-3
+        for path in paths:
             problems += [
                 f"{resource_type}.{p}: required element missing" for p in _missing(resource, path)
             ]

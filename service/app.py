@@ -7,15 +7,24 @@ import uuid
 from typing import Any
 
 import structlog
-from litestar import Litestar
+from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.enums import ScopeType
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import __version__
+from service.api.audit import AuditController
+from service.api.audit_trail import audit_middleware
+from service.api.auth import AUTH_ROUTES, auth_guard
 from service.api.dicomweb import DicomWebController
 from service.api.fhir import FhirController
+from service.api.hardening import (
+    cors_config,
+    security_headers_before_send,
+    security_headers_middleware,
+)
 from service.api.health import health, metrics_page, ready
 from service.api.problems import EXCEPTION_HANDLERS
 from service.api.rest import RestController
@@ -23,6 +32,7 @@ from service.api.web import index_page, static_router
 from service.bootstrap import Services, build_services
 from service.logging import configure_logging, get_logger
 from service.metrics import metrics_middleware
+from service.security.setup import build_security
 from service.settings import Settings, get_settings
 from service.tracing import configure_tracing
 
@@ -73,7 +83,9 @@ def create_app(
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.log_json)
     configure_tracing(settings.otlp_endpoint)
-    state = State({"settings": settings, "services": services})
+    state = State(
+        {"settings": settings, "services": services, "security": build_security(settings)}
+    )
 
     async def on_startup(app: Litestar) -> None:
         if app.state.services is None:
@@ -102,12 +114,22 @@ def create_app(
             DicomWebController,
             index_page,
             static_router(settings.templates_dir),
+            *AUTH_ROUTES,
+            AuditController,
         ],
+        guards=[auth_guard],
         state=state,
         on_startup=[on_startup],
         on_shutdown=[on_shutdown],
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[request_context_middleware, metrics_middleware],
+        middleware=[
+            request_context_middleware,
+            metrics_middleware,
+            security_headers_middleware,
+            audit_middleware,
+        ],
+        before_send=[security_headers_before_send],
+        cors_config=cors_config(settings),
         request_max_body_size=settings.max_upload_bytes,
         logging_config=None,
         openapi_config=OpenAPIConfig(
@@ -115,7 +137,9 @@ def create_app(
             version=__version__,
             description="AI skin-condition screening: classification, reports (PDF), FHIR R4, "
             "DICOM. A screening aid, not a diagnosis.",
-            path="/schema",
+            # only the JSON document: the interactive pages load scripts from public CDNs
+            render_plugins=[JsonRenderPlugin()],
+            openapi_router=Router(path="/schema", route_handlers=[], opt={"public": True}),
         ),
     )
 

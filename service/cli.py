@@ -33,13 +33,32 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from service.app import create_app
+    from service.security.setup import AuthModeRefused, check_mode
     from service.settings import get_settings
 
     settings = get_settings()
     host = args.host or settings.host
     port = args.port or settings.port
+    try:
+        check_mode(settings, host)
+    except AuthModeRefused as refused:
+        print(f"skinscreen: {refused}", file=sys.stderr)
+        return 2
     app = create_app(settings, worker=not args.no_worker)
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+    return 0
+
+
+def _cmd_clients_add(args: argparse.Namespace) -> int:
+    from service.security.clients import add_client
+    from service.settings import get_settings
+
+    settings = get_settings()
+    path = settings.clients_file or settings.data_dir / "clients.json"
+    jwks = Path(args.jwks) if args.jwks else None
+    client_id, api_key = add_client(path, args.name, args.scopes, jwks)
+    print(f"client {client_id} added to {path}")
+    print(f"API key (shown once, only its SHA-256 is stored): {api_key}")
     return 0
 
 
@@ -95,6 +114,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-worker", action="store_true", help="API only: cases are run by `skinscreen worker`"
     )
     serve.set_defaults(func=_cmd_serve)
+
+    clients = sub.add_parser("clients", help="manage API clients (SKINSCREEN_CLIENTS_FILE)")
+    clients_sub = clients.add_subparsers(dest="clients_command", required=True)
+    add = clients_sub.add_parser("add", help="register a client and print a new API key once")
+    add.add_argument("name")
+    add.add_argument(
+        "--scopes",
+        nargs="+",
+        default=["system/DiagnosticReport.cr"],
+        help="SMART v2 scopes, e.g. system/DiagnosticReport.cr system/ImagingStudy.cr",
+    )
+    add.add_argument("--jwks", default=None, help="public JWKS file for private_key_jwt")
+    add.set_defaults(func=_cmd_clients_add)
 
     worker = sub.add_parser("worker", help="run cases from the shared store (no HTTP)")
     worker.add_argument(

@@ -42,6 +42,27 @@ class BadRequest(ServiceError):
     """Malformed request (e.g. invalid JSON, multipart without boundary)."""
 
 
+class Unauthorized(ServiceError):
+    """No or invalid credentials: 401 with `WWW-Authenticate: Bearer`."""
+
+    status, code, title = 401, "unauthorized", "Authentication required"
+    www_authenticate = 'Bearer realm="skinscreen"'
+
+
+class InsufficientScope(ServiceError):
+    """Valid credentials without the scope the route needs."""
+
+    status, code, title = 403, "insufficient_scope", "Insufficient scope"
+
+    def __init__(self, detail: str, *, scope: str, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.www_authenticate = f'Bearer error="insufficient_scope", scope="{scope}"'
+
+
+class Forbidden(ServiceError):
+    status, code, title = 403, "forbidden", "Forbidden"
+
+
 class NotFound(ServiceError):
     status, code, title = 404, "not-found", "Not found"
 
@@ -138,6 +159,18 @@ class UnsupportedSopClass(InvalidDicom):
     """A SOP class that is not a single-frame photograph (SR, CT, whole-slide, …)."""
 
     code, title = "unsupported-sop-class", "The DICOM SOP class is not supported"
+
+
+def error_headers(error: ServiceError) -> dict[str, str]:
+    """The HTTP headers an error answer carries (Retry-After, WWW-Authenticate)."""
+    headers = {}
+    retry_after = getattr(error, "retry_after", None)
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
+    challenge = getattr(error, "www_authenticate", None)
+    if challenge:
+        headers["WWW-Authenticate"] = str(challenge)
+    return headers
 
 
 def error_from_problem(body: dict[str, Any]) -> ServiceError:

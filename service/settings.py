@@ -178,6 +178,29 @@ class Settings(BaseSettings):
     fhir_server_url: str | None = None
     fhir_fetch_timeout_s: float = 10.0
     fhir_write_back: bool = False
+    # SMART Backend Services to the FHIR server (client_credentials + private_key_jwt): with a
+    # client id and a key, every request to it carries `Authorization: Bearer <token>`.
+    fhir_client_id: str | None = Field(
+        default=None, description="Our client id at the FHIR server's authorization server."
+    )
+    fhir_client_key_path: Path | None = Field(
+        default=None,
+        description="PEM private key (RSA → RS384, EC P-384 → ES384) signing our client "
+        "assertions; its public half is registered with the EHR as a JWKS.",
+    )
+    fhir_client_key_id: str | None = Field(
+        default=None,
+        description="`kid` of the assertions (default: the key's RFC 7638 thumbprint).",
+    )
+    fhir_client_scopes: str = Field(
+        default="system/Patient.r system/Binary.r system/Media.r system/*.c",
+        description="Space-separated SMART scopes asked for.",
+    )
+    fhir_token_url: str | None = Field(
+        default=None,
+        description="Token endpoint (https, or http on loopback); default: the `token_endpoint` "
+        "of {fhir_server_url}/.well-known/smart-configuration.",
+    )
 
     # --- reference data (tests, evaluation) ------------------------------------------------
     shared_dir: Path = REPO_ROOT.parent / "shared"

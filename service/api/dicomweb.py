@@ -12,9 +12,11 @@ from typing import Any
 from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath
 
+from service.api.auth import principal_of
 from service.api.rest import services_of
 from service.bootstrap import Services
 from service.dicom.multipart_related import parse_multipart_related
+from service.dicom.preamble import zero_preamble
 from service.dicom.stow import (
     DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
     StoreOutcome,
@@ -29,19 +31,23 @@ from service.logging import get_logger
 from service.pipeline.case import DICOM_MEDIA_TYPE, DicomOrigin, UploadOrigin
 from service.pipeline.domain import Patient
 from service.pipeline.links import case_links
+from service.security import scopes as sc
+from service.security.guard import ANONYMOUS
 
 DICOM_JSON = "application/dicom+json"
+STORE = {"scopes": [sc.STORE_IMAGE, sc.CREATE_REPORT]}
+RETRIEVE = {"scopes": [sc.READ_IMAGE]}
 log = get_logger(__name__)
 
 
-async def submit_instance(services: Services, intake: Intake) -> StoreOutcome:
+async def submit_instance(services: Services, intake: Intake, client: str) -> StoreOutcome:
     """Run one stored instance through the pipeline as a job (its bytes are the stored case)."""
     case = intake.case
     origin = case.origin
     assert isinstance(origin, DicomOrigin)  # DICOM bytes always make a DICOM case
     sop_uid = origin.sop_instance_uid
     submission = await services.jobs.submit(
-        case, kind="stow", image=intake.rgb, meta={"sop_instance_uid": sop_uid}
+        case, kind="stow", image=intake.rgb, meta={"sop_instance_uid": sop_uid}, client=client
     )
     job_id = submission.job_id
     links = case_links(job_id)
@@ -75,12 +81,12 @@ class DicomWebController(Controller):
     path = "/dicomweb"
     tags = ["dicomweb"]
 
-    @post("/studies", status_code=200)
+    @post("/studies", status_code=200, opt=STORE)
     async def store(self, request: Request[Any, Any, Any]) -> Response[Any]:
         """STOW-RS: `multipart/related; type="application/dicom"`."""
         return await self._store(request, None)
 
-    @post("/studies/{study:str}", status_code=200)
+    @post("/studies/{study:str}", status_code=200, opt=STORE)
     async def store_in_study(
         self, request: Request[Any, Any, Any], study: FromPath[str]
     ) -> Response[Any]:
@@ -122,7 +128,9 @@ class DicomWebController(Controller):
                 )
                 continue
             try:
-                outcomes.append(await submit_instance(services, intake))
+                outcomes.append(
+                    await submit_instance(services, intake, principal_of(request).client_id)
+                )
             except ServiceError as error:  # e.g. no capacity: this instance is not stored
                 outcomes.append(failed(error, part.body))
                 continue
@@ -137,7 +145,7 @@ class DicomWebController(Controller):
             body, status_code=store_status(outcomes), media_type=DICOM_JSON, headers=headers
         )
 
-    @get("/studies/{study:str}/series/{series:str}/instances/{instance:str}")
+    @get("/studies/{study:str}/series/{series:str}/instances/{instance:str}", opt=RETRIEVE)
     async def retrieve(
         self,
         request: Request[Any, Any, Any],
@@ -145,16 +153,20 @@ class DicomWebController(Controller):
         series: FromPath[str],
         instance: FromPath[str],
     ) -> Response[Any]:
-        """WADO-RS: a stored instance as `multipart/related; type="application/dicom"`."""
+        """WADO-RS: a stored instance as `multipart/related; type="application/dicom"`, its
+        preamble zeroed (the stored case keeps the original bytes)."""
         services = services_of(request)
         job = await services.store.find_job("stow", "sop_instance_uid", instance)
+        principal = principal_of(request)
+        if job is not None and job.meta.get("client", ANONYMOUS) != principal.client_id:
+            job = job if principal.sees_all(sc.READ_IMAGE) else None
         case = await services.jobs.load_case(job.id) if job else None
         if job is None or case is None:
             raise NotFound(f"instance {instance[:64]} is not stored here")
         boundary = f"skinscreen-{job.id}"
         body = (
             f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
-            + case.data
+            + zero_preamble(case.data)
             + f"\r\n--{boundary}--\r\n".encode()
         )
         media_type = f'multipart/related; type="application/dicom"; boundary={boundary}'

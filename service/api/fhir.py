@@ -15,6 +15,7 @@ from litestar.params import FromPath
 
 from fhir_mappings.conformance import capability_statement, operation_definition
 from service import __version__
+from service.api.auth import principal_of
 from service.api.fhir_wire import (
     FHIR_EXCEPTION_HANDLERS,
     FHIR_JSON,
@@ -26,12 +27,15 @@ from service.api.fhir_wire import (
     json_body,
     outcome_response,
 )
-from service.api.rest import services_of
+from service.api.rest import READ, RUN, erase_case, owned_job, services_of
 from service.api.sse import last_event_id, sse_response
 from service.bootstrap import Services
 from service.errors import NotFound, error_from_problem
 from service.intake.fhir_case import case_from_fhir
 from service.pipeline import events as ev
+from service.security import scopes as sc
+
+OPEN = {"public": True}
 
 
 async def write_back_status(services: Services, job_id: str) -> dict[str, Any] | None:
@@ -63,6 +67,14 @@ async def result_response(services: Services, job_id: str, output: str) -> Respo
     return Response(stored[1], media_type=f"{FHIR_JSON}; charset=utf-8", headers=headers)
 
 
+async def _owned_resource(request: Request[Any, Any, Any], job_id: str, what: str) -> None:
+    """404 with the FHIR wording unless the caller may read this case's resources."""
+    try:
+        await owned_job(request, job_id)
+    except NotFound:
+        raise NotFound(f"{what} is not known") from None
+
+
 class FhirController(Controller):
     """`/fhir`: the R4 surface."""
 
@@ -70,19 +82,21 @@ class FhirController(Controller):
     tags = ["fhir"]
     exception_handlers = FHIR_EXCEPTION_HANDLERS  # type: ignore[assignment]
 
-    @get("/metadata")
+    @get("/metadata", opt=OPEN)
     async def metadata(self, request: Request[Any, Any, Any]) -> Response[Any]:
         """R4 CapabilityStatement naming `$diagnose`; JSON only."""
         check_accept(request)
-        return fhir_response(capability_statement(base_url(request), __version__))
+        security = request.app.state.security
+        token_url = security.token_url if security.on else None
+        return fhir_response(capability_statement(base_url(request), __version__, token_url))
 
-    @get("/OperationDefinition/skin-diagnose")
+    @get("/OperationDefinition/skin-diagnose", opt=OPEN)
     async def definition(self, request: Request[Any, Any, Any]) -> Response[Any]:
         """The OperationDefinition of `$diagnose`."""
         check_accept(request)
         return fhir_response(operation_definition(base_url(request)))
 
-    @post("/DiagnosticReport/$diagnose", status_code=200)
+    @post("/DiagnosticReport/$diagnose", status_code=200, opt=RUN)
     async def diagnose(self, request: Request[Any, Any, Any]) -> Response[Any]:
         """Parameters or Bundle in; DiagnosticReport (or a transaction Bundle) out.
 
@@ -100,7 +114,11 @@ class FhirController(Controller):
         )
         output = getattr(intake.case.origin, "output", "report")
         submission = await services.jobs.submit(
-            intake.case, kind="fhir", image=intake.rgb, meta={"output": output}
+            intake.case,
+            kind="fhir",
+            image=intake.rgb,
+            meta={"output": output},
+            client=principal_of(request).client_id,
         )
         job_id = submission.job_id
         if "respond-async" in request.headers.get("prefer", "").lower():
@@ -116,13 +134,13 @@ class FhirController(Controller):
         await submission.result()
         return await result_response(services, job_id, output)
 
-    @get("/jobs/{job_id:str}")
+    @get("/jobs/{job_id:str}", opt=READ)
     async def job_status(
         self, request: Request[Any, Any, Any], job_id: FromPath[str]
     ) -> Response[Any]:
         """202 with X-Progress while running; then the result (or its OperationOutcome)."""
         services = services_of(request)
-        job = await services.jobs.require(job_id, "fhir")
+        job = await owned_job(request, job_id, "fhir")
         if not job.finished:
             events = await services.store.events_after(job_id)
             progress = events[-1].name if events else "queued"
@@ -137,39 +155,55 @@ class FhirController(Controller):
             )
         return await result_response(services, job_id, str(job.meta.get("output", "report")))
 
-    @get("/jobs/{job_id:str}/events")
+    @get("/jobs/{job_id:str}/events", opt=READ)
     async def job_events(self, request: Request[Any, Any, Any], job_id: FromPath[str]) -> Any:
         """The job's SSE stream (so a telemedicine UI can watch an EHR-started job)."""
         services = services_of(request)
-        await services.jobs.require(job_id)
+        await owned_job(request, job_id)
         start = last_event_id(request.headers.get("last-event-id"), None)
         return sse_response(services.jobs, job_id, start, services.settings.sse_keepalive_s)
 
-    @delete("/jobs/{job_id:str}", status_code=202)
+    @delete("/jobs/{job_id:str}", status_code=202, opt=RUN)
     async def cancel(self, request: Request[Any, Any, Any], job_id: FromPath[str]) -> Response[Any]:
         """Cancel an async `$diagnose`."""
         services = services_of(request)
-        await services.jobs.require(job_id, "fhir")
+        await owned_job(request, job_id, "fhir")
         await services.jobs.cancel(job_id)
         return fhir_response(accepted_outcome(job_id, "cancelled"), 202)
 
-    @get("/DiagnosticReport/{report_id:str}")
+    @get("/DiagnosticReport/{report_id:str}", opt=READ)
     async def read_report(
         self, request: Request[Any, Any, Any], report_id: FromPath[str]
     ) -> Response[Any]:
         """A DiagnosticReport produced earlier."""
         check_accept(request)
+        await _owned_resource(request, report_id, f"DiagnosticReport/{report_id[:64]}")
         stored = await services_of(request).store.get_artifact(report_id, "fhir")
         if stored is None:
             raise NotFound(f"DiagnosticReport/{report_id[:64]} is not known")
         return Response(stored[1], media_type=f"{FHIR_JSON}; charset=utf-8")
 
-    @get("/Binary/{binary_id:str}")
+    @delete(
+        "/DiagnosticReport/{report_id:str}",
+        status_code=204,
+        opt={"scopes": [sc.DELETE_REPORT]},
+    )
+    async def delete_report(
+        self, request: Request[Any, Any, Any], report_id: FromPath[str]
+    ) -> None:
+        """Erase the case behind a DiagnosticReport (photo, PDF, resources, DICOM, events)."""
+        try:
+            await erase_case(request, report_id)
+        except NotFound:
+            raise NotFound(f"DiagnosticReport/{report_id[:64]} is not known") from None
+
+    @get("/Binary/{binary_id:str}", opt=READ)
     async def read_binary(
         self, request: Request[Any, Any, Any], binary_id: FromPath[str]
     ) -> Response[Any]:
         """The report PDF: raw for `Accept: application/pdf`, else a FHIR Binary resource."""
         check_accept(request, "application/pdf")
+        await _owned_resource(request, binary_id, f"Binary/{binary_id[:64]}")
         stored = await services_of(request).store.get_artifact(binary_id, "pdf")
         if stored is None:
             raise NotFound(f"Binary/{binary_id[:64]} is not known")

@@ -21,6 +21,7 @@ from service.errors import (
     PayloadTooLarge,
     ServiceError,
     UnsupportedMediaType,
+    error_headers,
 )
 
 FHIR_JSON = "application/fhir+json"
@@ -39,9 +40,8 @@ def fhir_response(body: dict[str, Any], status: int = 200, **headers: str) -> Re
 
 
 def outcome_response(error: ServiceError) -> Response[Any]:
-    """OperationOutcome with the error's status (+ Retry-After for 503)."""
-    headers = {"Retry-After": str(error.retry_after)} if hasattr(error, "retry_after") else {}
-    return fhir_response(operation_outcome(error), error.status, **headers)
+    """OperationOutcome with the error's status (+ Retry-After, WWW-Authenticate)."""
+    return fhir_response(operation_outcome(error), error.status, **error_headers(error))
 
 
 def _service_error(_: Request[Any, Any, Any], exc: ServiceError) -> Response[Any]:

@@ -7,15 +7,16 @@ from typing import Any
 from litestar import Request, Response, get
 
 from service import __version__, metrics
+from service.security.scopes import READ_METRICS
 
 
-@get("/health", tags=["health"], sync_to_thread=False)
+@get("/health", tags=["health"], sync_to_thread=False, opt={"public": True})
 def health() -> dict[str, str]:
     """Liveness: the process answers."""
     return {"status": "ok", "version": __version__}
 
 
-@get("/ready", tags=["health"])
+@get("/ready", tags=["health"], opt={"public": True})
 async def ready(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
     """Readiness: the classifier is loaded and the job store answers (503 otherwise)."""
     services = getattr(request.app.state, "services", None)
@@ -37,7 +38,7 @@ async def ready(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
     )
 
 
-@get("/metrics", tags=["health"], include_in_schema=False)
+@get("/metrics", tags=["health"], include_in_schema=False, opt={"scopes": [READ_METRICS]})
 async def metrics_page(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Prometheus exposition (jobs by state are read from the shared store at scrape time)."""
     services = getattr(request.app.state, "services", None)

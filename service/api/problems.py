@@ -13,7 +13,7 @@ from litestar.exceptions import (
 )
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 
-from service.errors import ServiceError, ServiceUnavailable
+from service.errors import ServiceError, error_headers
 from service.logging import get_logger
 
 PROBLEM_JSON = "application/problem+json"
@@ -28,8 +28,8 @@ def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None
 
 
 def service_error_body(request: Request[Any, Any, Any], exc: ServiceError) -> Response[Any]:
-    """ServiceError → problem+json (+ Retry-After for 503)."""
-    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, ServiceUnavailable) else None
+    """ServiceError → problem+json (+ Retry-After, WWW-Authenticate)."""
+    headers = error_headers(exc) or None
     log.info("request_rejected", status=exc.status, code=exc.code, path=request.url.path)
     return problem_response(exc.problem(instance=request.url.path), headers)
 

@@ -10,6 +10,7 @@ from litestar import Controller, Request, Response, delete, get, post
 from litestar.params import FromPath, Parameter
 from litestar.response import Stream
 
+from service.api.auth import principal_of
 from service.api.openapi_docs import UploadOperation
 from service.api.problems import problem_response
 from service.api.sse import last_event_id, sse_response
@@ -19,7 +20,12 @@ from service.errors import Conflict, NotFound, error_from_problem
 from service.intake.cases import Intake
 from service.pipeline.case import Mode
 from service.pipeline.result import RunResult
+from service.security import scopes as sc
+from service.security.guard import ANONYMOUS, check_scopes
+from service.store import JobRecord
 
+RUN = {"scopes": [sc.CREATE_REPORT]}
+READ = {"scopes": [sc.READ_REPORT]}
 ARTIFACT_SUFFIXES = {".pdf": "pdf", ".dcm": "dicom", ".json": "report", ".png": "heatmap"}
 
 
@@ -30,13 +36,44 @@ def services_of(request: Request[Any, Any, Any]) -> Services:
 
 
 async def submit(
-    services: Services, intake: Intake, mode: Mode, *, explain: bool = False
+    request: Request[Any, Any, Any], intake: Intake, mode: Mode, *, explain: bool = False
 ) -> RunResult:
-    """Submit a REST case and await its result (the blocking doors)."""
-    submission = await services.jobs.submit(
-        intake.case, kind="diagnose", mode=mode, image=intake.rgb, explain=explain
+    """Submit a REST case for the caller and await its result (the blocking doors)."""
+    submission = await services_of(request).jobs.submit(
+        intake.case,
+        kind="diagnose",
+        mode=mode,
+        image=intake.rgb,
+        explain=explain,
+        client=principal_of(request).client_id,
     )
     return await submission.result()
+
+
+async def owned_job(
+    request: Request[Any, Any, Any], job_id: str, kind: str | None = None, need: str = ""
+) -> JobRecord:
+    """The job, if the caller owns it or administers `need`; else 404 (existence not leaked)."""
+    job = await services_of(request).jobs.require(job_id, kind)
+    principal = principal_of(request)
+    if job.meta.get("client", ANONYMOUS) != principal.client_id and not principal.sees_all(
+        need or sc.READ_REPORT
+    ):
+        what = "job" if kind is None else f"{kind} job"
+        raise NotFound(f"no {what} {job_id[:64]}")
+    return job
+
+
+async def erase_case(request: Request[Any, Any, Any], job_id: str) -> None:
+    """Delete a finished case of the caller (404 for anyone else, 409 while it runs)."""
+    check_scopes(principal_of(request), [sc.DELETE_REPORT])
+    try:
+        job = await owned_job(request, job_id, need=sc.DELETE_REPORT)
+    except NotFound:
+        raise NotFound(f"report {job_id[:64]} is not known") from None
+    if not job.finished:
+        raise Conflict(f"case {job_id} is {job.status}: cancel it before erasing it")
+    await services_of(request).store.delete_job(job_id)
 
 
 class RestController(Controller):
@@ -45,7 +82,7 @@ class RestController(Controller):
     path = "/api/v1"
     tags = ["screening"]
 
-    @post("/classify", status_code=200, operation_class=UploadOperation)
+    @post("/classify", status_code=200, operation_class=UploadOperation, opt=RUN)
     async def classify(
         self,
         request: Request[Any, Any, Any],
@@ -54,7 +91,7 @@ class RestController(Controller):
         """Gate + classify one image: label, calibrated probabilities, status and reasons."""
         services = services_of(request)
         intake = await intake_from_request(request, services.limits)
-        result = await submit(services, intake, "classify", explain=explain)
+        result = await submit(request, intake, "classify", explain=explain)
         if result.error is not None or result.classification is None or not result.validated:
             raise error_from_problem(result.error or {})
         body: dict[str, Any] = {**result.classification, "gate": result.validated["gate"]}
@@ -63,12 +100,12 @@ class RestController(Controller):
             body["heatmap"] = "data:image/png;base64," + base64.b64encode(png).decode()
         return body
 
-    @post("/analyze", status_code=200, operation_class=UploadOperation)
+    @post("/analyze", status_code=200, operation_class=UploadOperation, opt=RUN)
     async def analyze(self, request: Request[Any, Any, Any]) -> Response[Any]:
         """Classification plus a one-paragraph summary (no narrative, no PDF): fast."""
         services = services_of(request)
         intake = await intake_from_request(request, services.limits)
-        result = await submit(services, intake, "analyze")
+        result = await submit(request, intake, "analyze")
         if result.error is not None or result.validated is None:
             return problem_response(result.error or {})
         validated = result.validated
@@ -83,35 +120,37 @@ class RestController(Controller):
             }
         )
 
-    @post("/diagnose", status_code=200, operation_class=UploadOperation)
+    @post("/diagnose", status_code=200, operation_class=UploadOperation, opt=RUN)
     async def diagnose(self, request: Request[Any, Any, Any]) -> Response[Any]:
         """Everything (report, PDF, FHIR); blocks until done and returns the report with links."""
         services = services_of(request)
         intake = await intake_from_request(request, services.limits)
-        result = await submit(services, intake, "diagnose")
+        result = await submit(request, intake, "diagnose")
         if result.error is not None:
             return problem_response(result.error)
         body: dict[str, Any] = {"case_id": result.case_id}
         if result.narrator_fallback is not None:
             body["narrator_fallback"] = result.narrator_fallback
         body.update(report=result.report, pdf=result.pdf, links=result.links)
-        return Response(body)
+        return Response(body, headers={"X-Job-Id": result.case_id})
 
-    @post("/diagnose-stream", status_code=200, operation_class=UploadOperation)
+    @post("/diagnose-stream", status_code=200, operation_class=UploadOperation, opt=RUN)
     async def diagnose_stream(self, request: Request[Any, Any, Any]) -> Stream:
         """The same run as `/diagnose`, streamed as Server-Sent Events while it happens."""
         services = services_of(request)
         intake = await intake_from_request(request, services.limits)
-        submission = await services.jobs.submit(intake.case, kind="diagnose", image=intake.rgb)
+        submission = await services.jobs.submit(
+            intake.case, kind="diagnose", image=intake.rgb, client=principal_of(request).client_id
+        )
         return sse_response(services.jobs, submission.job_id, 0, services.settings.sse_keepalive_s)
 
-    @get("/jobs/{job_id:str}")
+    @get("/jobs/{job_id:str}", opt=READ)
     async def job_status(
         self, request: Request[Any, Any, Any], job_id: FromPath[str]
     ) -> dict[str, Any]:
         """A job's status, its last event and links."""
         services = services_of(request)
-        job = await services.jobs.require(job_id)
+        job = await owned_job(request, job_id)
         events = await services.store.events_after(job_id)
         write_back = await services.store.get_artifact(job_id, "fhir-write-back")
         return {
@@ -129,7 +168,7 @@ class RestController(Controller):
             },
         }
 
-    @get("/jobs/{job_id:str}/events")
+    @get("/jobs/{job_id:str}/events", opt=READ)
     async def job_events(
         self,
         request: Request[Any, Any, Any],
@@ -138,11 +177,11 @@ class RestController(Controller):
     ) -> Stream:
         """Re-attach to a running or finished job's SSE stream (honours Last-Event-ID)."""
         services = services_of(request)
-        await services.jobs.require(job_id)
+        await owned_job(request, job_id)
         start = last_event_id(request.headers.get("last-event-id"), after)
         return sse_response(services.jobs, job_id, start, services.settings.sse_keepalive_s)
 
-    @delete("/jobs/{job_id:str}", status_code=200)
+    @delete("/jobs/{job_id:str}", status_code=200, opt=RUN)
     async def cancel_job(
         self,
         request: Request[Any, Any, Any],
@@ -154,11 +193,9 @@ class RestController(Controller):
         """Cancel a queued or running job (from any replica); `?erase=true` on a finished job
         deletes it and everything stored with it (then 404)."""
         services = services_of(request)
-        job = await services.jobs.require(job_id)
+        job = await owned_job(request, job_id, need=sc.DELETE_REPORT if erase else sc.CREATE_REPORT)
         if erase:
-            if not job.finished:
-                raise Conflict(f"job {job_id} is {job.status}: cancel it before erasing it")
-            await services.store.delete_job(job_id)
+            await erase_case(request, job_id)
             return {"id": job_id, "status": "erased"}
         if job.finished:
             raise Conflict(f"job {job_id} has already ended with status {job.status}")
@@ -166,7 +203,13 @@ class RestController(Controller):
         status = ended.status if ended is not None and ended.finished else "cancelling"
         return {"id": job_id, "status": status}
 
-    @get("/reports/{name:str}")
+    @delete("/reports/{name:str}", status_code=204, opt={"scopes": [sc.DELETE_REPORT]})
+    async def erase_report(self, request: Request[Any, Any, Any], name: FromPath[str]) -> None:
+        """Erase a finished case for its owner: photo, report, PDF, FHIR, DICOM and events
+        (the audit trail keeps that it happened)."""
+        await erase_case(request, name)
+
+    @get("/reports/{name:str}", opt=READ)
     async def report(self, request: Request[Any, Any, Any], name: FromPath[str]) -> Response[Any]:
         """`{id}` → report JSON; `{id}.pdf` → PDF; `{id}.dcm` → DICOM Encapsulated PDF."""
         services = services_of(request)
@@ -174,10 +217,13 @@ class RestController(Controller):
         for suffix, artifact in ARTIFACT_SUFFIXES.items():
             if name.endswith(suffix):
                 job_id, kind = name[: -len(suffix)], artifact
+        try:
+            job = await owned_job(request, job_id)
+        except NotFound:
+            raise NotFound(f"no {kind} for report {job_id[:64]}") from None
         stored = await services.store.get_artifact(job_id, kind)
         if stored is None:
-            job = await services.jobs.get(job_id)
-            if job is not None and not job.finished:
+            if not job.finished:
                 raise NotFound(f"report {job_id} is not ready yet (job {job.status})")
             raise NotFound(f"no {kind} for report {job_id[:64]}")
         media_type, content = stored

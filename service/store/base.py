@@ -11,13 +11,22 @@ Semantics every backend keeps:
   worker whether a cancel was requested (from any replica) or the lease was lost.
 - Every job ends with a terminal event (`completed` or `error`) whatever happens to it.
 - Events are `(job, seq)`, seq 1, 2, …: the SSE id and `Last-Event-ID`.
+- The audit trail is append-only and has no foreign key to jobs: `prune` and `delete_job`
+  never touch it, so a record outlives the case it describes.
 """
 
 from __future__ import annotations
 
 from typing import Any, Protocol
 
-from service.store.records import Claim, Fence, JobRecord, LeaseState, StoredEvent
+from service.store.records import (
+    AuditRecord,
+    Claim,
+    Fence,
+    JobRecord,
+    LeaseState,
+    StoredEvent,
+)
 
 
 class JobStore(Protocol):
@@ -123,6 +132,27 @@ class JobStore(Protocol):
 
     async def prune(self) -> int:
         """Delete finished jobs past the retention age or count."""
+        ...
+
+    async def append_audit(self, record: AuditRecord) -> None:
+        """Append one audit record (never updated or deleted afterwards)."""
+        ...
+
+    async def audit_records(
+        self,
+        *,
+        client: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        action: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[AuditRecord]:
+        """Audit records, newest first; `since` inclusive, `until` exclusive (ISO instants)."""
+        ...
+
+    async def get_audit(self, record_id: str) -> AuditRecord | None:
+        """One audit record by id."""
         ...
 
     async def ping(self) -> bool:

@@ -12,6 +12,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from service.store.postgres_audit import PostgresAudit
 from service.store.postgres_reads import PostgresReads
 from service.store.postgres_schema import (
     COLS,
@@ -37,7 +38,7 @@ from service.store.wakeups import Wakeups
 POLL_S = 2.0
 
 
-class PostgresStore(PostgresReads):
+class PostgresStore(PostgresReads, PostgresAudit):
     """Async `JobStore` on PostgreSQL."""
 
     backend = "postgresql"

@@ -48,6 +48,29 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         );
         """,
     ),
+    (
+        2,
+        # The audit trail: no foreign key to jobs (it outlives them); append-only, enforced by
+        # triggers that refuse UPDATE, DELETE and TRUNCATE.
+        """
+        CREATE TABLE audit (
+            id TEXT PRIMARY KEY, at TIMESTAMPTZ NOT NULL, client TEXT NOT NULL,
+            action TEXT NOT NULL, resource_type TEXT NOT NULL, resource_id TEXT,
+            outcome TEXT NOT NULL, source TEXT, detail TEXT
+        );
+        CREATE INDEX audit_at ON audit (at);
+        CREATE INDEX audit_client_at ON audit (client, at);
+        CREATE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            RAISE EXCEPTION 'the audit trail is append-only';
+        END
+        $$;
+        CREATE TRIGGER audit_no_change BEFORE UPDATE OR DELETE ON audit
+            FOR EACH ROW EXECUTE FUNCTION audit_append_only();
+        CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit
+            FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();
+        """,
+    ),
 )
 
 

@@ -86,3 +86,34 @@ class Claim:
     @property
     def fence(self) -> Fence:
         return Fence(self.job.id, self.job.worker or "", self.job.attempt)
+
+
+def utc_ms(text: str) -> str:
+    """An ISO 8601 date or instant as `now_iso` writes it (UTC, milliseconds; naive = UTC)."""
+    moment = dt.datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(dt.UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One entry of the append-only audit trail: who did what to which resource, when, from
+    where, and how it ended. Codes and resource ids only — never PHI or free text."""
+
+    id: str
+    #: ISO 8601 UTC with milliseconds, as `now_iso()` writes it.
+    at: str
+    #: The client id (OAuth client, or the auth layer's name for an anonymous caller).
+    client: str
+    #: create | read | update | delete | execute | token | login (a short code).
+    action: str
+    #: DiagnosticReport, Binary, Job, Instance, Token, …
+    resource_type: str
+    resource_id: str | None
+    #: success | denied | not-found | failed.
+    outcome: str
+    #: The client's network address.
+    source: str | None
+    #: A short machine code (e.g. `insufficient_scope`), never free text.
+    detail: str | None

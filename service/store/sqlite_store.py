@@ -11,7 +11,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from service.store.records import Claim, Fence, JobRecord, LeaseState, StoredEvent
+from service.store.records import (
+    AuditRecord,
+    Claim,
+    Fence,
+    JobRecord,
+    LeaseState,
+    StoredEvent,
+)
 from service.store.sqlite import SqliteDb
 from service.store.wakeups import Wakeups
 
@@ -119,6 +126,24 @@ class SqliteStore:
 
     async def prune(self) -> int:
         return await self._run(self.db.prune)
+
+    async def append_audit(self, record: AuditRecord) -> None:
+        await self._run(self.db.append_audit, record)
+
+    async def audit_records(
+        self,
+        *,
+        client: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        action: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[AuditRecord]:
+        return await self._run(self.db.audit_records, client, since, until, action, limit, offset)
+
+    async def get_audit(self, record_id: str) -> AuditRecord | None:
+        return await self._run(self.db.get_audit, record_id)
 
     async def ping(self) -> bool:
         try:

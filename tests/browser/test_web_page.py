@@ -113,7 +113,7 @@ def test_page_and_assets_are_served_with_headers(web_server: LiveServer) -> None
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
     assert page.headers["content-language"] == "vi"
-    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert "default-src 'none'" in page.headers["content-security-policy"]
     assert '<html lang="vi">' in page.text
     assert httpx.get(f"{web_server.url}/?lang=ko").headers["content-language"] == "ko"
     fallback = httpx.get(f"{web_server.url}/?lang=xx", headers={"Accept-Language": "fr"})

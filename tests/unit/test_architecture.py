@@ -32,6 +32,7 @@ FLOORS: dict[str, int] = {
     "service.fhir_server": 3,
     "service.intake": 4,
     "service.outputs": 4,
+    "service.security": 4,
     "service.evaluation": 4,
     "service.training": 4,
     "service.jobs": 5,
