@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import signal
 import time
 import uuid
 from typing import Any
@@ -96,6 +99,9 @@ def create_app(
                 log.error("startup_failed", error=type(exc).__name__)
                 raise
         await app.state.services.start()
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            registry = app.state.security.registry  # SIGHUP: re-read the clients file
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, registry.reload)
         warm_up = getattr(app.state.services.narrator, "warm_up", None)
         if settings.medgemma_preload and warm_up is not None:
             await warm_up()  # load the LLM weights now rather than on the first report

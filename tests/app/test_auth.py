@@ -267,3 +267,37 @@ def test_the_capability_statement_advertises_smart(client: TestClient[Any], tmp_
     from service.settings import Settings as Fresh
 
     assert_valid_r4(statement, Fresh().shared_dir)
+
+
+def test_tokens_of_a_trusted_issuer_and_the_rate_limit(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    issuer_key = ec.generate_private_key(ec.SECP384R1())
+    public = jwt.algorithms.ECAlgorithm.to_jwk(issuer_key.public_key(), as_dict=True)
+    (tmp_path / "idp.jwks").write_text(json.dumps({"keys": [{**public, "kid": "idp"}]}))
+    clients = {"clients": [{"id": "clinic-a", "scopes": ALL_SCOPES,
+                            "api_key_sha256": [key_digest("key-a")]}]}  # fmt: skip
+    (tmp_path / "clients.json").write_text(json.dumps(clients))
+    settings = Settings(
+        data_dir=tmp_path,
+        auth="on",
+        public_base_url=BASE,
+        rate_limit_per_minute=3,
+        trusted_issuers=json.dumps({"https://idp.example": str(tmp_path / "idp.jwks")}),
+    )
+    app = create_app(settings, services=fake_services(tmp_path, fake_deps(), settings))
+    now = int(time.time())
+    claims = {"iss": "https://idp.example", "sub": "partner", "aud": BASE, "exp": now + 60,
+              "scope": "system/DiagnosticReport.r"}  # fmt: skip
+    external = jwt.encode(claims, issuer_key, algorithm="ES384", headers={"kid": "idp"})
+    wrong_aud = jwt.encode({**claims, "aud": "https://other"}, issuer_key, algorithm="ES384")
+    with TestClient(app, base_url=BASE) as client:
+        bearer = {"Authorization": f"Bearer {external}"}
+        assert client.get("/api/v1/jobs/" + "x" * 32, headers=bearer).status_code == 404
+        assert client.post("/api/v1/classify", headers=bearer, **upload()).status_code == 403
+        other = {"Authorization": f"Bearer {wrong_aud}"}
+        assert client.get("/api/v1/jobs/x", headers=other).status_code == 401
+        answers = [client.get("/api/v1/jobs/x", headers=key("a")).status_code for _ in range(4)]
+        assert answers[:3] == [404, 404, 404] and answers[3] == 429
+        limited = client.get("/api/v1/jobs/x", headers=key("a"))
+        assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
