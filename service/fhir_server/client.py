@@ -5,6 +5,10 @@ injectable `httpx.AsyncClient` (built in `service.bootstrap`; tests pass one wit
 transport). Only URLs under `settings.fhir_server_url` are contacted (`guard.allowed_url`),
 redirects are followed by hand and only onto the server, no proxy settings are read, and
 every answer is cut off at `settings.max_upload_bytes`. Nothing here logs patient data.
+
+With `fhir_client_id` and `fhir_client_key_path` set, every request carries a SMART Backend
+Services bearer token (`smart.SmartClient`, same client); a 401 gets one fresh token and one
+retry. No token → 503 for the doors that wait (fetch, read), a failed result for write-back.
 """
 
 from __future__ import annotations
@@ -27,7 +31,11 @@ from service.errors import (
     Unprocessable,
 )
 from service.fhir_server.guard import allowed_url, server_patient
+from service.fhir_server.smart import AuthorizationUnavailable, SmartClient
+from service.logging import get_logger
 from service.settings import Settings
+
+log = get_logger(__name__)
 
 FHIR_JSON = "application/fhir+json"
 _IMAGE_ACCEPT = "image/jpeg, image/png, image/webp, image/*;q=0.8, application/fhir+json;q=0.5"
@@ -77,6 +85,7 @@ class FhirServer:
         self.base = settings.fhir_server_url
         self.limit = settings.max_upload_bytes
         self._client = client or new_http_client(settings)
+        self._smart = _smart_client(settings, self._client)
 
     @property
     def configured(self) -> bool:
@@ -98,6 +107,22 @@ class FhirServer:
 
     async def _send(
         self, method: str, url: str, headers: dict[str, str], content: bytes | None = None
+    ) -> _Answer:
+        """The request with our bearer token (SMART configured): a 401 → a fresh token, one retry.
+
+        No token → `AuthorizationUnavailable`.
+        """
+        if self._smart is None:
+            return await self._send_once(method, url, headers, content)
+        token = await self._smart.token()
+        answer = await self._send_once(method, url, _bearer(headers, token), content)
+        if answer.status != 401:
+            return answer
+        token = await self._smart.refresh(token)
+        return await self._send_once(method, url, _bearer(headers, token), content)
+
+    async def _send_once(
+        self, method: str, url: str, headers: dict[str, str], content: bytes | None
     ) -> _Answer:
         """One request, the answer read up to the size cap (`_TooLarge` past it)."""
         request = self._client.build_request(method, url, headers=headers, content=content)
@@ -122,13 +147,18 @@ class FhirServer:
     async def _get(self, url: str, accept: str, too_large: Exception) -> _Answer:
         """GET for a door that is waiting: unreachable or slow → 503, too large → `too_large`."""
         try:
-            return await self._send("GET", url, {"Accept": accept})
+            answer = await self._send("GET", url, {"Accept": accept})
+        except AuthorizationUnavailable as error:
+            raise ServiceUnavailable(str(error)) from None
         except httpx.TimeoutException:
             raise ServiceUnavailable("the FHIR server did not answer in time") from None
         except httpx.HTTPError:
             raise ServiceUnavailable("the FHIR server cannot be reached") from None
         except _TooLarge:
             raise too_large from None
+        if answer.status == 401 and self._smart is not None:
+            raise ServiceUnavailable("the FHIR server refused our fresh access token (HTTP 401)")
+        return answer
 
     async def fetch_attachment(self, url: str) -> bytes:
         """GET image bytes at `url` (relative `Binary/…` or absolute) from the server."""
@@ -191,6 +221,8 @@ class FhirServer:
         headers = {"Content-Type": FHIR_JSON, "Accept": FHIR_JSON}
         try:
             answer = await self._send("POST", url, headers, content)
+        except AuthorizationUnavailable as error:
+            return WriteBackResult("failed", error=str(error))
         except httpx.TimeoutException:
             return WriteBackResult("failed", error="the FHIR server did not answer in time")
         except httpx.HTTPError as error:
@@ -204,6 +236,20 @@ class FhirServer:
             message = f"the FHIR server answered HTTP {answer.status}"
             return WriteBackResult("failed", answer.status, entries, message)
         return WriteBackResult("succeeded", answer.status, entries)
+
+
+def _smart_client(settings: Settings, client: httpx.AsyncClient) -> SmartClient | None:
+    """A SmartClient when a server, a client id and a key are configured."""
+    wanted = (settings.fhir_client_id, settings.fhir_client_key_path)
+    if settings.fhir_server_url and all(wanted):
+        return SmartClient(settings, client)
+    if any(wanted):
+        log.warning("fhir.smart_incomplete", detail="set both fhir_client_id and key path")
+    return None
+
+
+def _bearer(headers: dict[str, str], token: str) -> dict[str, str]:
+    return {**headers, "Authorization": f"Bearer {token}"}
 
 
 def _unwrap_binary(body: bytes, content_type: str) -> bytes:

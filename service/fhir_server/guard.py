@@ -3,10 +3,18 @@
 A URL is allowed when, after normalisation, it has the same scheme, host and port as the
 server base and its path lies under the base path. Userinfo, `..` segments, fragments and
 backslashes are refused.
+
+The SMART token URL (`allowed_token_url`) is the one exception to "same server": SMART lets the
+authorization server live on another host. It is allowed when it is `https`, or `http` on a
+loopback address (127.0.0.0/8, ::1, `localhost`), with the same userinfo/fragment/`..` checks,
+and only ever comes from configuration (`fhir_token_url`) or from the `token_endpoint` of the
+configured server's own `/.well-known/smart-configuration`. Only our signed client assertion
+is sent there — never a FHIR access token or patient data.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import posixpath
 import re
 import urllib.parse
@@ -34,6 +42,23 @@ def allowed_url(url: str, base: str) -> str:
             "(server-side request forgery guard)"
         )
     return parts.url
+
+
+def allowed_token_url(url: str) -> str:
+    """The normalised token URL, or FetchNotAllowed (https, or http on loopback; see above)."""
+    parts = _split(url, "the token URL")
+    if parts.scheme != "https" and not _loopback(parts.host):
+        raise FetchNotAllowed("the token URL must be https (plain http only on a loopback address)")
+    return parts.url
+
+
+def _loopback(host: str) -> bool:
+    if host in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class _Parts:

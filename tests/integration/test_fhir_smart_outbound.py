@@ -27,7 +27,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from service.errors import FetchNotAllowed, ServiceUnavailable
+from service.errors import FetchNotAllowed, FhirUnprocessable, ServiceUnavailable
 from service.fhir_server import FhirServer
 from service.fhir_server.guard import allowed_token_url
 from service.settings import Settings
@@ -390,7 +390,7 @@ async def test_a_configured_token_url_skips_discovery(ehr: EhrState, keys: Keys)
 async def test_without_smart_no_authorization_is_sent(ehr: EhrState) -> None:
     server = FhirServer(Settings(fhir_server_url=ehr.url))
     try:
-        with pytest.raises(Exception):  # noqa: B017, PT011 - the server's 401, not ours
+        with pytest.raises(FhirUnprocessable, match="HTTP 401"):  # as before SMART
             await server.read_patient("Patient/123")
     finally:
         await server.aclose()
