@@ -68,7 +68,7 @@ def test_stream_order_schema_and_headers(live_server: LiveServer, skin_jpeg: byt
         language="en",
     )
     assert headers["content-type"].startswith("text/event-stream")
-    assert headers["cache-control"] == "no-cache"
+    assert headers["cache-control"] == "no-cache, no-store"  # SSE + patient data
     assert headers["x-accel-buffering"] == "no"
     assert any(c.startswith("retry:") for c in comments)
     names = [e.name for e in events]
