@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from PIL import Image
 
 from service.dicom.decode import DicomImage, decode_dicom
+from service.dicom.preamble import zero_preamble
 from service.errors import EmptyBody, Unprocessable, UnsupportedLanguage, UnsupportedMediaType
 from service.images import IMAGE_MEDIA_TYPES, DecodedImage, ImageLimits, decode_image
 from service.pipeline.case import DICOM_MEDIA_TYPE, Case, Origin, UploadOrigin, new_case_id
@@ -164,6 +165,8 @@ def build_case(
     header's patient values fill in what the door did not give.
     """
     history = check_text(patient, history, limits)
+    if media_type == DICOM_MEDIA_TYPE:
+        data = zero_preamble(data)  # a preamble may carry a polyglot payload: never keep it
     decoded = decode_source(data, media_type, limits)
     source = decoded.source
     if decoded.dicom is not None:
