@@ -75,6 +75,186 @@ function applyLanguage(lang) {
   revalidateShownErrors();
 }
 
+// ---- API key (SKINSCREEN_AUTH=on) ------------------------------------------------------
+// With auth on every /api and /fhir call needs `X-API-Key`. The page learns that auth is on from
+// the first 401, asks for the key in a modal sign-in panel and retries the call. The key is kept
+// in sessionStorage only (this tab, until "Sign out" or the tab closes): never in localStorage,
+// a cookie or a URL. With auth off no call answers 401, so nothing here ever shows.
+
+const KEY_STORE = "skinscreen.apiKey";
+const auth = {
+  required: false, // a call answered 401: the service wants a key
+  memoryKey: null, // only when sessionStorage is unavailable (never persisted)
+  waiters: [], // calls waiting for the panel: resolve(key | null)
+  busy: false, // the submitted key is being tried
+  closing: null, // why the panel is being closed ("done" | null = cancelled)
+  cancels: 0, // bumped on every cancel, so a retry in flight does not reopen the panel
+};
+
+function storedKey() {
+  try {
+    return window.sessionStorage.getItem(KEY_STORE) || null;
+  } catch {
+    return auth.memoryKey;
+  }
+}
+
+function storeKey(key) {
+  try {
+    if (key) window.sessionStorage.setItem(KEY_STORE, key);
+    else window.sessionStorage.removeItem(KEY_STORE);
+  } catch {
+    auth.memoryKey = key || null;
+  }
+  renderAuthButton();
+}
+
+function withKey(options, key) {
+  if (!key) return options;
+  const headers = new Headers(options.headers || {});
+  headers.set("X-API-Key", key);
+  return { ...options, headers };
+}
+
+/** `fetch` for the service's API: sends the stored key; on 401 asks for one and retries.
+ * Resolves with the last response (a 401 when the user cancelled the sign-in). */
+async function apiFetch(url, options = {}) {
+  let key = storedKey();
+  let response = await fetch(url, withKey(options, key));
+  while (response.status === 401) {
+    auth.required = true;
+    if (key && key === storedKey()) storeKey(null); // the key was refused: forget it
+    else renderAuthButton();
+    const cancels = auth.cancels;
+    key = await askForKey(key ? "auth.rejected" : null);
+    if (!key || auth.cancels !== cancels) return response;
+    try {
+      response = await fetch(url, withKey(options, key));
+    } catch (error) {
+      closeSignIn();
+      throw error;
+    }
+    if (response.status === 401 && auth.cancels !== cancels) return response;
+  }
+  if (auth.busy) closeSignIn(); // the submitted key worked
+  return response;
+}
+
+function askForKey(messageKey) {
+  return new Promise((resolve) => {
+    auth.waiters.push(resolve);
+    openSignIn(messageKey);
+  });
+}
+
+function setSignInError(key) {
+  const box = $("api-key-error");
+  const input = $("api-key");
+  box.textContent = key ? t(key) : "";
+  if (key) {
+    box.dataset.key = key;
+    input.setAttribute("aria-invalid", "true");
+  } else {
+    delete box.dataset.key;
+    input.removeAttribute("aria-invalid");
+  }
+}
+
+function setSignInBusy(busy) {
+  auth.busy = busy;
+  const submit = $("sign-in-submit");
+  // aria-disabled, not disabled: the focused button keeps the focus while the key is tried.
+  if (busy) submit.setAttribute("aria-disabled", "true");
+  else submit.removeAttribute("aria-disabled");
+  submit.dataset.i18n = busy ? "auth.checking" : "auth.submit";
+  submit.textContent = t(submit.dataset.i18n);
+  $("sign-in-form").setAttribute("aria-busy", String(busy));
+}
+
+function openSignIn(messageKey) {
+  const dialog = $("sign-in");
+  const input = $("api-key");
+  setSignInBusy(false);
+  setSignInError(messageKey);
+  if (!dialog.open) {
+    input.value = "";
+    auth.closing = null;
+    dialog.showModal();
+  }
+  input.focus();
+  if (messageKey) input.select();
+}
+
+function closeSignIn() {
+  const dialog = $("sign-in");
+  setSignInBusy(false);
+  if (!dialog.open) return;
+  auth.closing = "done";
+  dialog.close();
+}
+
+function onSignInClosed() {
+  // Closed by Escape or Cancel (not after a key worked): the waiting calls give up.
+  if ($("sign-in").open) return; // reopened before this (queued) event ran
+  const cancelled = auth.closing !== "done";
+  auth.closing = null;
+  $("api-key").value = "";
+  setSignInError(null);
+  setSignInBusy(false);
+  if (cancelled) auth.cancels += 1;
+  for (const resolve of auth.waiters.splice(0)) resolve(null);
+}
+
+function submitSignIn(event) {
+  event.preventDefault(); // method="dialog": never navigates; keep the panel open meanwhile
+  if (auth.busy) return;
+  const key = $("api-key").value.trim();
+  if (!key) {
+    setSignInError("auth.empty");
+    $("api-key").focus();
+    return;
+  }
+  storeKey(key);
+  setSignInError(null);
+  if (!auth.waiters.length) {
+    closeSignIn(); // opened from the "Sign in" button: nothing to retry, the next call uses it
+    return;
+  }
+  setSignInBusy(true);
+  for (const resolve of auth.waiters.splice(0)) resolve(key);
+}
+
+function renderAuthButton() {
+  const button = $("auth-button");
+  const signedIn = Boolean(storedKey());
+  button.hidden = !(signedIn || auth.required);
+  button.dataset.i18n = signedIn ? "auth.signout" : "auth.signin";
+  button.textContent = t(button.dataset.i18n);
+}
+
+function announceAuth(key) {
+  const box = $("auth-status");
+  box.textContent = key ? t(key) : "";
+}
+
+function toggleSignIn() {
+  if (storedKey()) {
+    storeKey(null);
+    announceAuth("auth.signedout");
+  } else {
+    announceAuth(null);
+    openSignIn(null);
+  }
+}
+
+function setupSignIn() {
+  $("sign-in-form").addEventListener("submit", submitSignIn);
+  $("sign-in-cancel").addEventListener("click", () => $("sign-in").close());
+  $("sign-in").addEventListener("close", onSignInClosed);
+  $("auth-button").addEventListener("click", toggleSignIn);
+  renderAuthButton();
+}
+
 // ---- file choice ------------------------------------------------------------------------
 
 function isDicomFile(file) {
@@ -205,6 +385,12 @@ function revalidateShownErrors() {
 }
 
 function showProblem(problem, status) {
+  if (status === 401) {
+    // The sign-in was cancelled: say what is needed, in the page's language.
+    $("form-error").dataset.key = "auth.required";
+    $("form-error").textContent = t("auth.required");
+    return;
+  }
   const errors = Array.isArray(problem?.errors) ? problem.errors : [];
   let placed = false;
   for (const { field, message } of errors) {
@@ -346,7 +532,7 @@ async function classify() {
   $("result").setAttribute("aria-busy", "true");
   $("result").replaceChildren(el("p", { class: "empty", text: t("progress.classifying") }));
   try {
-    const response = await fetch("/api/v1/classify?explain=true", {
+    const response = await apiFetch("/api/v1/classify?explain=true", {
       method: "POST",
       body: imageForm(),
       headers: { Accept: "application/json" },
@@ -636,11 +822,11 @@ async function reattach() {
     setProgress("progress.reconnecting");
     await sleep(Math.min(250 * 2 ** attempt, run.retryMs, 4000));
     try {
-      const response = await fetch(`/api/v1/jobs/${encodeURIComponent(run.jobId)}/events`, {
+      const response = await apiFetch(`/api/v1/jobs/${encodeURIComponent(run.jobId)}/events`, {
         headers: { Accept: "text/event-stream", "Last-Event-ID": String(run.lastId) },
         cache: "no-store",
       });
-      if (response.status === 404) break;
+      if (response.status === 404 || response.status === 401) break; // gone, or sign-in cancelled
       if (!response.ok) continue;
       setProgress("progress.streaming");
       const before = run.lastId;
@@ -691,7 +877,7 @@ async function generateReport(event) {
   try {
     let response;
     try {
-      response = await fetch("/api/v1/diagnose-stream", {
+      response = await apiFetch("/api/v1/diagnose-stream", {
         method: "POST",
         body: form,
         headers: { Accept: "text/event-stream" },
@@ -730,7 +916,7 @@ async function loadFhir() {
   const pre = $("fhir-json");
   if (!details.open || pre.textContent || !state.links?.fhir) return;
   try {
-    const response = await fetch(state.links.fhir, {
+    const response = await apiFetch(state.links.fhir, {
       headers: { Accept: "application/fhir+json, application/json" },
     });
     if (!response.ok) throw new Error(String(response.status));
@@ -740,10 +926,55 @@ async function loadFhir() {
   }
 }
 
+// With auth on a plain link cannot send the key: the PDF and the FHIR JSON are fetched with it
+// and saved from a blob. With auth off the links work as plain links, as they always did.
+function attachmentName(response, fallback) {
+  const disposition = response.headers.get("Content-Disposition") || "";
+  const match = /filename="?([^";]+)"?/i.exec(disposition);
+  return match ? match[1] : fallback;
+}
+
+async function downloadWithKey(event) {
+  if (!storedKey() && !auth.required) return;
+  event.preventDefault();
+  const link = event.currentTarget;
+  const href = link.getAttribute("href");
+  if (!href || href === "#" || link.getAttribute("aria-busy") === "true") return;
+  const pdf = link.id === "pdf-link";
+  const caseId = $("case-id").textContent || "report";
+  link.setAttribute("aria-busy", "true");
+  clearErrors();
+  try {
+    const response = await apiFetch(href, {
+      headers: { Accept: pdf ? "application/pdf" : "application/fhir+json, application/json" },
+    });
+    if (!response.ok) {
+      showProblem(await readProblem(response), response.status);
+      return;
+    }
+    const url = URL.createObjectURL(await response.blob());
+    const name = attachmentName(response, `skinscreen-${caseId}.${pdf ? "pdf" : "fhir.json"}`);
+    const save = el("a", { href: url, download: name });
+    save.hidden = true;
+    document.body.append(save);
+    save.click();
+    save.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+  } catch {
+    $("form-error").dataset.key = "error.network";
+    $("form-error").textContent = t("error.network");
+  } finally {
+    link.removeAttribute("aria-busy");
+  }
+}
+
 // ---- wiring -----------------------------------------------------------------------------
 
 function init() {
   setupDropzone();
+  setupSignIn();
+  $("pdf-link").addEventListener("click", downloadWithKey);
+  $("fhir-link").addEventListener("click", downloadWithKey);
   $("language").addEventListener("change", (event) => applyLanguage(event.target.value));
   $("heatmap-toggle").addEventListener("change", showHeatmap);
   $("classify-btn").addEventListener("click", classify);
