@@ -10,7 +10,7 @@ import uuid
 from typing import Any
 
 import structlog
-from litestar import Litestar, Router
+from litestar import Litestar, Response, Router
 from litestar.datastructures import State
 from litestar.enums import ScopeType
 from litestar.openapi import OpenAPIConfig
@@ -29,7 +29,7 @@ from service.api.hardening import (
     security_headers_middleware,
 )
 from service.api.health import health, metrics_page, ready
-from service.api.problems import EXCEPTION_HANDLERS
+from service.api.problems import EXCEPTION_HANDLERS, problem_response
 from service.api.rest import RestController
 from service.api.web import index_page, static_router
 from service.bootstrap import Services, build_services
@@ -76,6 +76,22 @@ def request_context_middleware(app: ASGIApp) -> ASGIApp:
             structlog.contextvars.unbind_contextvars("request_id")
 
     return middleware
+
+
+def schema_not_found_as_problem(response: Response[Any]) -> Response[Any]:
+    """Litestar answers unknown `/schema/…` paths with an HTML page: answer problem+json."""
+    media_type = getattr(response.media_type, "value", response.media_type)
+    if response.status_code == 404 and str(media_type).startswith("text/html"):
+        return problem_response(
+            {
+                "type": "https://skinscreen.dev/problems/not-found",
+                "title": "Not found",
+                "status": 404,
+                "detail": "only /schema/openapi.json is served",
+                "code": "not-found",
+            }
+        )
+    return response
 
 
 def create_app(
@@ -145,7 +161,13 @@ def create_app(
             "DICOM. A screening aid, not a diagnosis.",
             # only the JSON document: the interactive pages load scripts from public CDNs
             render_plugins=[JsonRenderPlugin()],
-            openapi_router=Router(path="/schema", route_handlers=[], opt={"public": True}),
+            openapi_router=Router(
+                path="/schema",
+                route_handlers=[],
+                opt={"public": True},
+                include_in_schema=False,
+                after_request=schema_not_found_as_problem,
+            ),
         ),
     )
 

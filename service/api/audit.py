@@ -132,7 +132,7 @@ class AuditController(Controller):
         agent: Annotated[str | None, QueryParameter(description="client id")] = None,
         action: Annotated[str | None, QueryParameter(description="action code")] = None,
         count: Annotated[int, QueryParameter(name="_count", ge=1)] = DEFAULT_COUNT,
-        offset: Annotated[int, QueryParameter(name="_offset", ge=0)] = 0,
+        offset: Annotated[int, QueryParameter(name="_offset", ge=0, le=1_000_000_000)] = 0,
     ) -> Response[Any]:
         """Audit events, newest first, as a `searchset` Bundle (paged with `next` links)."""
         check_accept(request)

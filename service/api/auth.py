@@ -44,8 +44,9 @@ async def auth_guard(
 ) -> None:
     """Authenticate and check the route's scopes; a route without a rule is closed."""
     opt = handler.opt or {}
-    if opt.get("public"):
-        return
+    methods = getattr(handler, "http_methods", None)
+    if opt.get("public") or (methods == {"OPTIONS"} and "scopes" not in opt):
+        return  # Litestar's own OPTIONS answers (an Allow header, no data) stay open
     principal = security_of(connection).authenticator.authenticate(connection.headers)
     connection.scope.setdefault("state", {})["principal"] = principal
     needed = opt.get("scopes")

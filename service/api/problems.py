@@ -13,7 +13,7 @@ from litestar.exceptions import (
 )
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 
-from service.errors import ServiceError, error_headers
+from service.errors import ServiceError, error_from_problem, error_headers
 from service.logging import get_logger
 
 PROBLEM_JSON = "application/problem+json"
@@ -78,8 +78,27 @@ def unexpected_error_body(request: Request[Any, Any, Any], exc: Exception) -> Re
     )
 
 
+def _for_the_door(handler: Any) -> Any:
+    """The same error as an OperationOutcome on `/fhir` paths (routing errors such as 404/405
+    happen before the FHIR controller's own handlers apply)."""
+
+    def answer(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+        response: Response[Any] = handler(request, exc)
+        if not request.url.path.startswith("/fhir"):
+            return response
+        from service.api.fhir_wire import outcome_response
+
+        body = response.content if isinstance(response.content, dict) else {}
+        headers = {k: v for k, v in (response.headers or {}).items() if k.lower() != "content-type"}
+        outcome = outcome_response(error_from_problem(body))
+        outcome.headers.update(headers)
+        return outcome
+
+    return answer
+
+
 EXCEPTION_HANDLERS: dict[Any, Any] = {
-    ServiceError: service_error_body,
-    HTTPException: http_error_body,
-    Exception: unexpected_error_body,
+    ServiceError: _for_the_door(service_error_body),
+    HTTPException: _for_the_door(http_error_body),
+    Exception: _for_the_door(unexpected_error_body),
 }

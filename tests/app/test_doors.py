@@ -280,3 +280,18 @@ def test_admission_control_answers_with_retry_after(
         assert fhir.status_code == status and fhir.json()["resourceType"] == "OperationOutcome"
         job_id = first.headers["content-location"].rsplit("/", 1)[-1]
         client.delete(f"/api/v1/jobs/{job_id}")
+
+
+def test_routing_errors_speak_the_door_format(client: TestClient[Any]) -> None:
+    unknown = client.get("/fhir/Nope")
+    assert unknown.status_code == 404 and unknown.json()["resourceType"] == "OperationOutcome"
+    method = client.request("TRACE", "/fhir/metadata")
+    assert method.status_code == 405 and method.json()["resourceType"] == "OperationOutcome"
+    rest = client.get("/api/v1/nope")
+    assert rest.status_code == 404
+    assert rest.headers["content-type"].startswith("application/problem+json")
+    schema = client.get("/schema/0")
+    assert schema.status_code == 404
+    assert schema.headers["content-type"].startswith("application/problem+json")
+    huge = client.get("/fhir/AuditEvent?_offset=9223372036854775808")
+    assert huge.status_code == 400 and huge.json()["resourceType"] == "OperationOutcome"
