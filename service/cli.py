@@ -62,6 +62,21 @@ def _cmd_clients_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_clients_keygen(args: argparse.Namespace) -> int:
+    from service.security.client_tools import keygen
+
+    keygen(Path(args.private_key), Path(args.jwks))
+    print(f"private key: {args.private_key} (keep it secret); public JWKS: {args.jwks}")
+    return 0
+
+
+def _cmd_clients_assertion(args: argparse.Namespace) -> int:
+    from service.security.client_tools import assertion
+
+    print(assertion(args.client_id, Path(args.private_key), args.token_url))
+    return 0
+
+
 def _cmd_worker(args: argparse.Namespace) -> int:
     from service.cli_commands import run_worker
     from service.settings import get_settings
@@ -127,6 +142,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add.add_argument("--jwks", default=None, help="public JWKS file for private_key_jwt")
     add.set_defaults(func=_cmd_clients_add)
+    keys = clients_sub.add_parser("keygen", help="an RSA key pair for private_key_jwt")
+    keys.add_argument("--private-key", default="client-key.pem")
+    keys.add_argument("--jwks", default="client.jwks.json")
+    keys.set_defaults(func=_cmd_clients_keygen)
+    signed = clients_sub.add_parser("assertion", help="print a client assertion for /auth/token")
+    signed.add_argument("client_id")
+    signed.add_argument("--private-key", default="client-key.pem")
+    signed.add_argument("--token-url", default="http://127.0.0.1:8000/auth/token")
+    signed.set_defaults(func=_cmd_clients_assertion)
 
     worker = sub.add_parser("worker", help="run cases from the shared store (no HTTP)")
     worker.add_argument(
