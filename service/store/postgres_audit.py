@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from service.store.audit_query import audit_where
 from service.store.records import AuditRecord, utc_ms
 
 AUDIT_COLS = "id, at, client, action, resource_type, resource_id, outcome, source, detail"
@@ -52,19 +53,11 @@ class PostgresAudit:
         limit: int = 100,
         offset: int = 0,
     ) -> list[AuditRecord]:
-        where: list[str] = ["true"]
-        args: list[Any] = []
-        for clause, value in (
-            ("client = %s", client),
-            ("action = %s", action),
-            ("at >= %s", None if since is None else _instant(since)),
-            ("at < %s", None if until is None else _instant(until)),
-        ):
-            if value is not None:
-                where.append(clause)
-                args.append(value)
+        where, args = audit_where(
+            "%s", _instant, client=client, action=action, since=since, until=until
+        )
         rows = await self._fetch(
-            f"SELECT {AUDIT_COLS} FROM audit WHERE {' AND '.join(where)} "
+            f"SELECT {AUDIT_COLS} FROM audit WHERE {where} "
             "ORDER BY at DESC, id DESC LIMIT %s OFFSET %s",
             (*args, max(0, limit), max(0, offset)),
         )

@@ -10,6 +10,7 @@ import sqlite3
 import threading
 from typing import Any
 
+from service.store.audit_query import audit_where
 from service.store.records import AuditRecord, utc_ms
 
 AUDIT_COLS = "id, at, client, action, resource_type, resource_id, outcome, source, detail"
@@ -45,20 +46,12 @@ class SqliteAudit:
         limit: int = 100,
         offset: int = 0,
     ) -> list[AuditRecord]:
-        where: list[str] = ["1=1"]
-        args: list[str] = []
         # `at` is stored as utc_ms text, which sorts and compares as time.
-        for clause, value in (
-            ("client = ?", client),
-            ("action = ?", action),
-            ("at >= ?", None if since is None else utc_ms(since)),
-            ("at < ?", None if until is None else utc_ms(until)),
-        ):
-            if value is not None:
-                where.append(clause)
-                args.append(value)
+        where, args = audit_where(
+            "?", utc_ms, client=client, action=action, since=since, until=until
+        )
         sql = (
-            f"SELECT {AUDIT_COLS} FROM audit WHERE {' AND '.join(where)} "
+            f"SELECT {AUDIT_COLS} FROM audit WHERE {where} "
             "ORDER BY at DESC, id DESC LIMIT ? OFFSET ?"
         )
         with self._lock:

@@ -23,19 +23,15 @@ from tests.support.ci import IN_CI
 from tests.support.fhir_checks import assert_valid_r4
 from tests.support.postgres import PostgresServer
 from tests.support.postgres_fixture import postgres  # noqa: F401
+from tests.support.stores import BACKENDS, open_backend
 
 pytestmark = pytest.mark.anyio
 CASE = ({"version": 1, "case_id": "x"}, b"\xff\xd8bytes")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=BACKENDS)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[JobStore]:
-    if request.param == "sqlite":
-        made: JobStore = SqliteStore(tmp_path / "s.db", retention_hours=1, max_jobs=0)
-    else:
-        server: PostgresServer = request.getfixturevalue("postgres")
-        dsn = server.create_database(f"t{uuid.uuid4().hex[:12]}")
-        made = PostgresStore(dsn, retention_hours=1, max_jobs=0)
+    made = open_backend(request, tmp_path, retention_hours=1, max_jobs=0)
     yield made
     await made.close()
 

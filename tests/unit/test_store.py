@@ -6,29 +6,22 @@ Cases stored with their jobs, events in order, leases, fences, cancels, attempts
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from service.store import Fence, JobStore, SqliteStore
-from service.store.postgres import PostgresStore
-from tests.support.postgres import PostgresServer
 from tests.support.postgres_fixture import postgres  # noqa: F401
+from tests.support.stores import BACKENDS, open_backend
 
 pytestmark = pytest.mark.anyio
 CASE = ({"version": 1, "case_id": "x", "history": "자가 보고"}, b"\xff\xd8bytes")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=BACKENDS)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[JobStore]:
-    if request.param == "sqlite":
-        made: JobStore = SqliteStore(tmp_path / "s.db", retention_hours=1, max_jobs=2)
-    else:
-        server: PostgresServer = request.getfixturevalue("postgres")
-        dsn = server.create_database(f"t{uuid.uuid4().hex[:12]}")
-        made = PostgresStore(dsn, retention_hours=1, max_jobs=2)
+    made = open_backend(request, tmp_path, retention_hours=1, max_jobs=2)
     yield made
     await made.close()
 
