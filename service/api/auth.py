@@ -114,9 +114,12 @@ async def token(request: Request[Any, Any, Any]) -> Response[Any]:
     if client is None:
         return _oauth_error("invalid_client", "unknown client", 401)
     try:
-        security.issuer.check_assertion(assertion, client, security.token_url)
+        once, until = security.issuer.check_assertion(assertion, client, security.token_url)
     except AssertionRejected as exc:
         return _oauth_error("invalid_client", str(exc), 401)
+    services = getattr(request.app.state, "services", None)
+    if services is not None and not await services.store.use_once(once, until):
+        return _oauth_error("invalid_client", "the assertion's jti was already used", 401)
     requested = fields.get("scope", "").split() or sorted(client.scopes)
     refused = [s for s in requested if not sc.valid(s) or not sc.allows(client.scopes, s)]
     if refused:

@@ -101,8 +101,9 @@ class TokenIssuer:
         scopes = frozenset(str(claims.get("scope", "")).split())
         return Grant(str(claims["sub"]), scopes, self.issuer)
 
-    def check_assertion(self, assertion: str, client: Client, token_url: str) -> None:
-        """Raise AssertionRejected unless the assertion proves `client` (see module docstring)."""
+    def check_assertion(self, assertion: str, client: Client, token_url: str) -> tuple[str, float]:
+        """Raise AssertionRejected unless the assertion proves `client` (see module docstring);
+        returns (its single-use key, its expiry) for the shared record of used assertions."""
         if not client.jwks or not client.jwks.get("keys"):
             raise AssertionRejected("the client has no registered public keys")
         try:
@@ -137,7 +138,9 @@ class TokenIssuer:
             raise AssertionRejected("the assertion's sub is not the client id")
         if int(claims["exp"]) > time.time() + MAX_ASSERTION_LIFETIME_S + 5:
             raise AssertionRejected("the assertion's exp is more than 5 minutes ahead")
-        self._single_use(f"{client.id}:{claims['jti']}", float(claims["exp"]))
+        key, until = f"{client.id}:{claims['jti']}", float(claims["exp"])
+        self._single_use(key, until)
+        return key, until
 
     def _single_use(self, key: str, until: float) -> None:
         now = time.time()

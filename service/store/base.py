@@ -155,6 +155,10 @@ class JobStore(Protocol):
         """One audit record by id."""
         ...
 
+    async def use_once(self, key: str, until: float) -> bool:
+        """Record `key` as used until the epoch second `until`; False when it already was."""
+        ...
+
     async def ping(self) -> bool:
         """True when the database answers (readiness)."""
         ...

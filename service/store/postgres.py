@@ -252,6 +252,17 @@ class PostgresStore(PostgresReads, PostgresAudit):
         )
         return len(old) + len(beyond)
 
+    async def use_once(self, key: str, until: float) -> bool:
+        await self._fetch(
+            "DELETE FROM used_once WHERE until < extract(epoch FROM now()) RETURNING key"
+        )
+        rows = await self._fetch(
+            "INSERT INTO used_once (key, until) VALUES (%s, %s) "
+            "ON CONFLICT DO NOTHING RETURNING key",
+            (key, until),
+        )
+        return bool(rows)
+
     async def ping(self) -> bool:
         try:
             await self._fetch("SELECT 1")

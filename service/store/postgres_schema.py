@@ -71,6 +71,11 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
             FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();
         """,
     ),
+    (
+        3,
+        # Client assertion ids already used: single use across every replica.
+        "CREATE TABLE used_once (key TEXT PRIMARY KEY, until DOUBLE PRECISION NOT NULL);",
+    ),
 )
 
 

@@ -247,6 +247,16 @@ class SqliteDb(SqliteReads, SqliteAudit):
             ).rowcount
         return int(old + beyond)
 
+    def use_once(self, key: str, until: float) -> bool:
+        import time
+
+        with self._tx() as db:
+            db.execute("DELETE FROM used_once WHERE until < ?", (time.time(),))
+            inserted = db.execute(
+                "INSERT OR IGNORE INTO used_once (key, until) VALUES (?, ?)", (key, until)
+            )
+            return bool(inserted.rowcount == 1)
+
     def close(self) -> None:
         with self._lock:
             self._db.close()

@@ -42,6 +42,8 @@ CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
 BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
 BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+-- Client assertion ids already used (single use across every process sharing the store).
+CREATE TABLE IF NOT EXISTS used_once (key TEXT PRIMARY KEY, until REAL NOT NULL);
 """
 
 

@@ -145,6 +145,9 @@ class SqliteStore:
     async def get_audit(self, record_id: str) -> AuditRecord | None:
         return await self._run(self.db.get_audit, record_id)
 
+    async def use_once(self, key: str, until: float) -> bool:
+        return await self._run(self.db.use_once, key, until)
+
     async def ping(self) -> bool:
         try:
             await self._run(self.db.job_states)

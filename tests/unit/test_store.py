@@ -173,3 +173,14 @@ def test_an_older_sqlite_store_is_upgraded(tmp_path: Path) -> None:
     db.close()
     job = SqliteStore(path).db.get_job("old")
     assert job is not None and (job.status, job.attempt, job.worker) == ("completed", 0, None)
+
+
+async def test_a_key_is_used_once_across_processes(store: JobStore) -> None:
+    import time
+
+    until = time.time() + 60
+    assert await store.use_once("ehr-1:jti-1", until)
+    assert not await store.use_once("ehr-1:jti-1", until)  # replayed
+    assert await store.use_once("ehr-1:jti-2", until)
+    assert await store.use_once("ehr-1:old", time.time() - 1)  # expired ones are purged
+    assert await store.use_once("ehr-1:old", until)
