@@ -285,5 +285,7 @@ async def test_an_older_store_gains_the_trail(
         assert await made.audit_records() == [item]
         if isinstance(made, PostgresStore):
             assert await made.get_job("j1") is not None
-            assert (await made._fetch("SELECT MAX(version) FROM schema_migrations"))[0][0] == 2
+            latest = postgres_schema.MIGRATIONS[-1][0]
+            versions = await made._fetch("SELECT MAX(version) FROM schema_migrations")
+            assert versions[0][0] == latest  # every later migration applied
         await made.close()
