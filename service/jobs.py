@@ -30,11 +30,9 @@ from service.pipeline.case import Case, MemorySink, Mode
 from service.pipeline.ports import PipelineDeps
 from service.pipeline.result import RunResult
 from service.pipeline.run import run_case
+from service.security.guard import ANONYMOUS
 from service.store import JobRecord, JobStore, StoredEvent
 from service.worker import Worker
-
-#: The client of every request while authentication is off.
-ANONYMOUS = "anonymous"
 
 
 @dataclass(frozen=True)

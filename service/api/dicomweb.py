@@ -32,7 +32,6 @@ from service.pipeline.case import DICOM_MEDIA_TYPE, DicomOrigin, UploadOrigin
 from service.pipeline.domain import Patient
 from service.pipeline.links import case_links
 from service.security import scopes as sc
-from service.security.guard import ANONYMOUS
 
 DICOM_JSON = "application/dicom+json"
 STORE = {"scopes": [sc.STORE_IMAGE, sc.CREATE_REPORT]}
@@ -158,8 +157,8 @@ class DicomWebController(Controller):
         services = services_of(request)
         job = await services.store.find_job("stow", "sop_instance_uid", instance)
         principal = principal_of(request)
-        if job is not None and job.meta.get("client", ANONYMOUS) != principal.client_id:
-            job = job if principal.sees_all(sc.READ_IMAGE) else None
+        if job is not None and not principal.may_see(job.meta, sc.READ_IMAGE):
+            job = None  # another client's instance: not stored here, as far as this caller knows
         case = await services.jobs.load_case(job.id) if job else None
         if job is None or case is None:
             raise NotFound(f"instance {instance[:64]} is not stored here")

@@ -21,7 +21,7 @@ from service.intake.cases import Intake
 from service.pipeline.case import Mode
 from service.pipeline.result import RunResult
 from service.security import scopes as sc
-from service.security.guard import ANONYMOUS, check_scopes
+from service.security.guard import check_scopes
 from service.store import JobRecord
 
 RUN = {"scopes": [sc.CREATE_REPORT]}
@@ -56,9 +56,7 @@ async def owned_job(
     """The job, if the caller owns it or administers `need`; else 404 (existence not leaked)."""
     job = await services_of(request).jobs.require(job_id, kind)
     principal = principal_of(request)
-    if job.meta.get("client", ANONYMOUS) != principal.client_id and not principal.sees_all(
-        need or sc.READ_REPORT
-    ):
+    if not principal.may_see(job.meta, need or sc.READ_REPORT):
         what = "job" if kind is None else f"{kind} job"
         raise NotFound(f"no {what} {job_id[:64]}")
     return job

@@ -42,6 +42,10 @@ class Principal:
         """An administrator for `needed`: other clients' cases are visible."""
         return sc.is_admin(self.scopes, needed)
 
+    def may_see(self, meta: dict[str, Any], needed: str) -> bool:
+        """The owner (`meta["client"]` of a job) or an administrator for `needed`."""
+        return meta.get("client", ANONYMOUS) == self.client_id or self.sees_all(needed)
+
 
 NOBODY = Principal(ANONYMOUS, frozenset({sc.ALL}), "off")
 
