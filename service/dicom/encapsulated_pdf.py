@@ -18,16 +18,16 @@ from datetime import datetime
 
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import ExplicitVRLittleEndian
 
 from service import __version__
-from service.dicom.decode import PATIENT_KEYWORDS, STUDY_KEYWORDS
+from service.dicom.identity import PatientIdentity
+from service.dicom.subject import case_uid, report_subject
 from service.pipeline.case import DicomOrigin
 from service.pipeline.domain import ModelInfo, Patient
 
 ENCAPSULATED_PDF_STORAGE = "1.2.840.10008.5.1.4.1.1.104.1"
 SERIES_NUMBER = 9001
-_SEX = {"female": "F", "male": "M", "other": "O"}
 
 
 def encapsulated_pdf(
@@ -39,18 +39,23 @@ def encapsulated_pdf(
     title: str,
     language: str,
     now: datetime,
+    *,
+    identity: PatientIdentity | None = None,
+    seed: str | None = None,
 ) -> bytes:
-    """Part 10 bytes of an Encapsulated PDF Storage instance holding `pdf`."""
-    ds = Dataset()
+    """Part 10 bytes of an Encapsulated PDF Storage instance holding `pdf`.
+
+    `identity`: the PN and identifiers of a FHIR Patient (cases without a DICOM source);
+    `seed`: the case id the UIDs derive from (`subject.case_uid`), random UIDs without it.
+    """
+    ds = report_subject(source, patient, now, identity=identity, seed=seed)
     if source is not None:
-        _copy_source(ds, source)
-    else:
-        _patient_from_domain(ds, patient)
-        ds.StudyInstanceUID = generate_uid()
-        ds.StudyDate, ds.StudyTime = _da(now), _tm(now)
-        ds.ReferringPhysicianName, ds.AccessionNumber = "", ""
-        ds.StudyID = now.strftime("AI%Y%m%d%H%M%S")
-    ds.Modality, ds.SeriesInstanceUID, ds.SeriesNumber = "DOC", generate_uid(), SERIES_NUMBER
+        reference = Dataset()
+        reference.ReferencedSOPClassUID = source.sop_class_uid
+        reference.ReferencedSOPInstanceUID = source.sop_instance_uid
+        ds.SourceInstanceSequence = Sequence([reference])
+    ds.Modality, ds.SeriesNumber = "DOC", SERIES_NUMBER
+    ds.SeriesInstanceUID = case_uid(seed, "pdf-series")
     ds.SeriesDate, ds.SeriesTime = _da(now), _tm(now)
     ds.SeriesDescription = f"AI skin screening report ({language})"
     ds.Manufacturer, ds.ManufacturerModelName = "skinscreen", "skinscreen"
@@ -66,7 +71,7 @@ def encapsulated_pdf(
     ds.MIMETypeOfEncapsulatedDocument = "application/pdf"
     ds.EncapsulatedDocument = pdf + b"\x00" * (len(pdf) % 2)
     ds.EncapsulatedDocumentLength = len(pdf)
-    ds.SOPClassUID, ds.SOPInstanceUID = ENCAPSULATED_PDF_STORAGE, generate_uid()
+    ds.SOPClassUID, ds.SOPInstanceUID = ENCAPSULATED_PDF_STORAGE, case_uid(seed, "pdf")
     ds.InstanceCreationDate, ds.InstanceCreationTime = _da(now), _tm(now)
     if now.utcoffset() is not None:
         ds.TimezoneOffsetFromUTC = now.strftime("%z")
@@ -74,30 +79,6 @@ def encapsulated_pdf(
     if _needs_utf8(ds):
         ds.SpecificCharacterSet = "ISO_IR 192"
     return _part10(ds)
-
-
-def _copy_source(ds: Dataset, source: DicomOrigin) -> None:
-    """Patient, General Study and references from the source image's header."""
-    for keyword in PATIENT_KEYWORDS + STUDY_KEYWORDS:
-        if keyword in source.modules:
-            setattr(ds, keyword, source.modules[keyword])
-    for keyword in (*PATIENT_KEYWORDS[:2], *PATIENT_KEYWORDS[3:5], *STUDY_KEYWORDS[:5]):
-        if keyword not in ds:
-            setattr(ds, keyword, "")
-    ds.StudyInstanceUID = source.study_instance_uid
-    reference = Dataset()
-    reference.ReferencedSOPClassUID = source.sop_class_uid
-    reference.ReferencedSOPInstanceUID = source.sop_instance_uid
-    ds.SourceInstanceSequence = Sequence([reference])
-
-
-def _patient_from_domain(ds: Dataset, patient: Patient) -> None:
-    ds.PatientName = (patient.name or "").replace("\\", " ").replace("=", " ")
-    ds.PatientID = patient.identifier or ""
-    ds.PatientBirthDate = (patient.birth_date or "").replace("-", "")
-    ds.PatientSex = _SEX.get(patient.sex or "", "")
-    if patient.age is not None and 0 <= patient.age < 1000:
-        ds.PatientAge = f"{patient.age:03d}Y"
 
 
 def _equipment(model: ModelInfo, now: datetime) -> Dataset:

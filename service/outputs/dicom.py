@@ -1,40 +1,81 @@
-"""`DicomOutput`: the report as a DICOM Encapsulated PDF instance, for every case.
+"""`DicomOutput`: the report as DICOM — an Encapsulated PDF and a Comprehensive SR — per case.
 
-A case that came as DICOM gets its report in the same study; any other case opens a new one.
+A case that came as DICOM gets both in the source study; any other case opens one new study for
+both (UIDs derived from the case id). The patient of a FHIR case is named from its FHIR Patient
+(PN `Family^Given`, Patient ID and Issuer of Patient ID from the identifier).
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import io
+
+from pydicom import dcmread
 
 from service.dicom.encapsulated_pdf import encapsulated_pdf
+from service.dicom.identity import PatientIdentity, identity_from_fhir
+from service.dicom.sr import structured_report
+from service.dicom.subject import report_subject
 from service.outputs.common import report_title
-from service.pipeline.case import ArtifactSink, Case, DicomOrigin
+from service.pipeline.case import ArtifactSink, Case, DicomOrigin, FhirOrigin
 from service.pipeline.domain import Attachment, Report
 
 DICOM = "application/dicom"
+#: Artifact kinds of the two report instances.
+PDF_KIND, SR_KIND = "dicom", "dicom-sr"
+
+
+def fhir_identity(case: Case) -> PatientIdentity | None:
+    """PN and identifiers of the FHIR Patient a FHIR case carried or resolved, if any."""
+    origin = case.origin
+    if isinstance(origin, FhirOrigin) and isinstance(origin.subject_resource, dict):
+        return identity_from_fhir(origin.subject_resource)
+    return None
+
+
+def report_instances(
+    report: Report, pdf: bytes, case: Case, now: dt.datetime
+) -> tuple[bytes, bytes]:
+    """(Encapsulated PDF, Comprehensive SR) Part 10 bytes of one report."""
+    source = case.origin if isinstance(case.origin, DicomOrigin) else None
+    identity, seed = fhir_identity(case), case.case_id
+    document = encapsulated_pdf(
+        pdf,
+        source,
+        report.patient,
+        report.classification.model,
+        report.narrator,
+        report_title(report),
+        report.language,
+        now,
+        identity=identity,
+        seed=seed,
+    )
+    header = dcmread(io.BytesIO(document), stop_before_pixels=True)
+    subject = report_subject(source, report.patient, now, identity=identity, seed=seed)
+    sr = structured_report(
+        report,
+        subject,
+        source,
+        now,
+        seed=seed,
+        evidence_sop_class=str(header.SOPClassUID),
+        evidence_sop_instance=str(header.SOPInstanceUID),
+    )
+    return document, sr
 
 
 class DicomOutput:
-    """Writes the `dicom` artifact."""
+    """Writes the `dicom` (Encapsulated PDF) and `dicom-sr` (Comprehensive SR) artifacts."""
 
     def attachments(self, report: Report, case: Case) -> list[Attachment]:
         """Nothing to embed in the PDF."""
         return []
 
     async def write(self, report: Report, pdf: bytes, case: Case, sink: ArtifactSink) -> None:
-        """Write the Encapsulated PDF (same study as a DICOM source)."""
-        source = case.origin if isinstance(case.origin, DicomOrigin) else None
-        instance = await asyncio.to_thread(
-            encapsulated_pdf,
-            pdf,
-            source,
-            report.patient,
-            report.classification.model,
-            report.narrator,
-            report_title(report),
-            report.language,
-            dt.datetime.now(dt.UTC),
-        )
-        sink.put("dicom", DICOM, instance)
+        """Write both instances (same study as a DICOM source)."""
+        now = dt.datetime.now(dt.UTC)
+        document, sr = await asyncio.to_thread(report_instances, report, pdf, case, now)
+        sink.put(PDF_KIND, DICOM, document)
+        sink.put(SR_KIND, DICOM, sr)
