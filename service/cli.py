@@ -39,6 +39,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     settings = get_settings()
     host = args.host or settings.host
     port = args.port or settings.port
+    settings = settings.model_copy(update={"host": host, "port": port})  # links name this address
     try:
         check_mode(settings, host)
     except AuthModeRefused as refused:

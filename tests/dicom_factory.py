@@ -8,6 +8,7 @@ from datetime import datetime
 from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
+from pydicom.sequence import Sequence
 from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
     ExplicitVRLittleEndian,
@@ -42,8 +43,14 @@ def photo_dataset(
     patient: dict[str, str] | None = None,
     charset: str | None = "ISO_IR 192",
     study_date: str = "20250301",
+    complete: bool = True,
 ) -> Dataset:
-    """A single-frame colour photo instance (uncompressed RGB or JPEG baseline YBR_FULL_422)."""
+    """A single-frame colour photo instance (uncompressed RGB or JPEG baseline YBR_FULL_422).
+
+    `complete`: every attribute its IOD requires (dciodvfy reports no error); False leaves out
+    the acquisition context, lossy-compression, laterality and dermoscopy attributes (IOD
+    errors a STOW-RS answer must warn about).
+    """
     rgb = image.convert("RGB")
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
@@ -68,9 +75,10 @@ def photo_dataset(
     ds.Rows, ds.Columns = rgb.height, rgb.width
     ds.SamplesPerPixel, ds.PlanarConfiguration = 3, 0
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    if complete:
+        _complete(ds, sop_class, jpeg)
     if jpeg:
         ds.PhotometricInterpretation = "YBR_FULL_422"
-        ds.LossyImageCompression = "01"
         ds.PixelData = encapsulate([jpeg_baseline(rgb)])
         ds["PixelData"].VR = "OB"
     else:
@@ -78,6 +86,19 @@ def photo_dataset(
         ds.PixelData = rgb.tobytes()
         ds["PixelData"].VR = "OB"
     return ds
+
+
+def _complete(ds: Dataset, sop_class: str, jpeg: bool) -> None:
+    """The Type 1/2 (and 2C) attributes of the VL Photographic and Dermoscopic IODs."""
+    ds.LossyImageCompression = "01" if jpeg else "00"
+    ds.Laterality, ds.PatientOrientation = "", ""
+    ds.AcquisitionContextSequence = Sequence([])
+    if sop_class == DERMOSCOPIC:
+        ds.FrameOfReferenceUID, ds.PositionReferenceIndicator = generate_uid(), ""
+        ds.ManufacturerModelName, ds.DeviceSerialNumber = "test camera", "T-1"
+        ds.SoftwareVersions, ds.RecognizableVisualFeatures = "1.0", "NO"
+        ds.LightSourcePolarization, ds.EmitterColorTemperature = [], None
+        ds.ContactMethod, ds.OpticalMagnificationFactor = [], None
 
 
 def to_bytes(ds: Dataset) -> bytes:

@@ -1,31 +1,37 @@
-"""DICOMweb: STOW-RS (store → one pipeline job per instance) and WADO-RS of what was stored.
+"""DICOMweb STOW-RS: store → one pipeline job per instance (reads: `dicomweb_read`).
 
-The store response is PS3.18 DICOM JSON; the jobs and reports of each stored instance are
-announced in `Link` headers (anchored at the instance's SOP Instance UID), so strict DICOM JSON
-parsers see only standard attributes.
+The store response is PS3.18 DICOM JSON with absolute RetrieveURLs; the jobs and reports of each
+stored instance are announced in `Link` headers (anchored at the instance's SOP Instance UID),
+so strict DICOM JSON parsers see only standard attributes. A refused instance gets its specific
+Failure Reason (0x0122 SOP class, 0xC122 transfer syntax, …); one stored with IOD errors gets
+Warning Reason 0xB007, the answer is 202 and a `Warning` header names the missing attributes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Request, Response, post
 from litestar.params import FromPath
 
 from service.api.auth import principal_of
+from service.api.dicomweb_read import DicomWebReads, dicomweb_root
 from service.api.rest import services_of
 from service.bootstrap import Services
+from service.dicom.iod_check import iod_problems
 from service.dicom.multipart_related import parse_multipart_related
-from service.dicom.preamble import zero_preamble
 from service.dicom.stow import (
     DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
+    WARNING_DOES_NOT_MATCH_SOP_CLASS,
     StoreOutcome,
     failure_reason,
     link_header,
+    read_header,
     store_response,
     store_status,
 )
-from service.errors import NotFound, ServiceError
+from service.errors import ServiceError
 from service.intake.cases import Intake, build_case, parse_language
 from service.logging import get_logger
 from service.pipeline.case import DICOM_MEDIA_TYPE, DicomOrigin, UploadOrigin
@@ -35,12 +41,14 @@ from service.security import scopes as sc
 
 DICOM_JSON = "application/dicom+json"
 STORE = {"scopes": [sc.STORE_IMAGE, sc.CREATE_REPORT]}
-RETRIEVE = {"scopes": [sc.READ_IMAGE]}
 log = get_logger(__name__)
 
 
-async def submit_instance(services: Services, intake: Intake, client: str) -> StoreOutcome:
-    """Run one stored instance through the pipeline as a job (its bytes are the stored case)."""
+async def submit_instance(
+    services: Services, intake: Intake, client: str, root: str = "/dicomweb"
+) -> StoreOutcome:
+    """Run one stored instance through the pipeline as a job (its bytes are the stored case);
+    `root` is the absolute DICOMweb root of the RetrieveURL."""
     case = intake.case
     origin = case.origin
     assert isinstance(origin, DicomOrigin)  # DICOM bytes always make a DICOM case
@@ -54,28 +62,33 @@ async def submit_instance(services: Services, intake: Intake, client: str) -> St
     return StoreOutcome(
         sop_class_uid=origin.sop_class_uid,
         sop_instance_uid=sop_uid,
-        retrieve_url=f"/dicomweb/studies/{study}/series/{series}/instances/{sop_uid}",
+        retrieve_url=f"{root}/studies/{study}/series/{series}/instances/{sop_uid}",
         links={"monitor": links["events"], "related": links["report"], "alternate": links["dicom"]},
     )
 
 
 def failed(error: ServiceError, raw: bytes) -> StoreOutcome:
-    """A FailedSOPSequence entry; the UIDs are read from the header when possible."""
-    sop_class, sop_instance = "", ""
-    try:
-        from pydicom import dcmread
-        from pydicom.filebase import DicomBytesIO
-
-        header = dcmread(DicomBytesIO(raw), stop_before_pixels=True, force=False)
-        sop_class = str(header.get("SOPClassUID", ""))
-        sop_instance = str(header.get("SOPInstanceUID", ""))
-    except Exception:
-        pass
-    return StoreOutcome(sop_class, sop_instance, failure_reason=failure_reason(error))
+    """A FailedSOPSequence entry; the UIDs and the specific reason come from the header when
+    it can be read."""
+    header = read_header(raw)
+    sop_class = str(header.get("SOPClassUID", "")) if header is not None else ""
+    sop_instance = str(header.get("SOPInstanceUID", "")) if header is not None else ""
+    return StoreOutcome(sop_class, sop_instance, failure_reason=failure_reason(error, header))
 
 
-class DicomWebController(Controller):
-    """`/dicomweb`: STOW-RS and instance retrieval."""
+def with_iod_warning(outcome: StoreOutcome, raw: bytes) -> StoreOutcome:
+    """The outcome of a stored instance, with Warning Reason 0xB007 when its IOD is incomplete."""
+    header = read_header(raw)
+    problems = tuple(iod_problems(header)) if header is not None else ()
+    if not problems:
+        return outcome
+    return dataclasses.replace(
+        outcome, warning_reason=WARNING_DOES_NOT_MATCH_SOP_CLASS, warnings=problems
+    )
+
+
+class DicomWebController(Controller, DicomWebReads):
+    """`/dicomweb`: STOW-RS, and the QIDO-RS / WADO-RS reads of `DicomWebReads`."""
 
     path = "/dicomweb"
     tags = ["dicomweb"]
@@ -98,6 +111,7 @@ class DicomWebController(Controller):
             request.headers.get("content-type", ""), await request.body()
         )
         limits = services.limits
+        root = dicomweb_root(services.settings)
         language = parse_language(None, request.headers.get("accept-language"), limits)
         outcomes: list[StoreOutcome] = []
         studies: list[str] = []
@@ -127,46 +141,22 @@ class DicomWebController(Controller):
                 )
                 continue
             try:
-                outcomes.append(
-                    await submit_instance(services, intake, principal_of(request).client_id)
-                )
+                client = principal_of(request).client_id
+                outcome = await submit_instance(services, intake, client, root)
+                outcomes.append(with_iod_warning(outcome, part.body))
             except ServiceError as error:  # e.g. no capacity: this instance is not stored
                 outcomes.append(failed(error, part.body))
                 continue
             studies.append(origin.study_instance_uid)
         log.info("stow", instances=len(outcomes), stored=sum(o.stored for o in outcomes))
         study_uid = study or (studies[0] if len(set(studies)) == 1 else None)
-        body = store_response(study_uid, "/dicomweb", outcomes)
+        body = store_response(study_uid, root, outcomes)
         headers = {}
         if link := link_header(outcomes):
             headers["Link"] = link
+        if warned := [o for o in outcomes if o.warnings]:
+            problems = "; ".join(f"{o.sop_instance_uid}: {', '.join(o.warnings)}" for o in warned)
+            headers["Warning"] = f'299 skinscreen "stored with IOD errors: {problems}"'[:4000]
         return Response(
             body, status_code=store_status(outcomes), media_type=DICOM_JSON, headers=headers
         )
-
-    @get("/studies/{study:str}/series/{series:str}/instances/{instance:str}", opt=RETRIEVE)
-    async def retrieve(
-        self,
-        request: Request[Any, Any, Any],
-        study: FromPath[str],
-        series: FromPath[str],
-        instance: FromPath[str],
-    ) -> Response[Any]:
-        """WADO-RS: a stored instance as `multipart/related; type="application/dicom"`, its
-        preamble zeroed (the stored case keeps the original bytes)."""
-        services = services_of(request)
-        job = await services.store.find_job("stow", "sop_instance_uid", instance)
-        principal = principal_of(request)
-        if job is not None and not principal.may_see(job.meta, sc.READ_IMAGE):
-            job = None  # another client's instance: not stored here, as far as this caller knows
-        case = await services.jobs.load_case(job.id) if job else None
-        if job is None or case is None:
-            raise NotFound(f"instance {instance[:64]} is not stored here")
-        boundary = f"skinscreen-{job.id}"
-        body = (
-            f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
-            + zero_preamble(case.data)
-            + f"\r\n--{boundary}--\r\n".encode()
-        )
-        media_type = f'multipart/related; type="application/dicom"; boundary={boundary}'
-        return Response(body, media_type=media_type)

@@ -88,7 +88,8 @@ def structured_report(
     evidence.update(subject)
     if source is not None:
         evidence.SeriesInstanceUID = source.series_instance_uid
-        evidence.SOPClassUID, evidence.SOPInstanceUID = source.sop_class_uid, source.sop_instance_uid
+        evidence.SOPClassUID = source.sop_class_uid
+        evidence.SOPInstanceUID = source.sop_instance_uid
     else:
         evidence.SeriesInstanceUID = case_uid(seed, "pdf-series")
         evidence.SOPClassUID, evidence.SOPInstanceUID = evidence_sop_class, evidence_sop_instance

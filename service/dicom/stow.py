@@ -11,21 +11,28 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydicom.dataset import Dataset
+
+from service.dicom.decode import ACCEPTED_SOP_CLASSES, ACCEPTED_TRANSFER_SYNTAXES
 from service.errors import (
     DicomMismatch,
     ImageTooLarge,
+    InvalidDicom,
     PayloadTooLarge,
     ServiceError,
     ServiceUnavailable,
     UnsupportedSopClass,
 )
 
-#: Failure Reason (0008,1197) values used by STOW-RS (PS3.18 / PS3.4 C-STORE statuses).
+#: Failure Reason (0008,1197) values of a Store Instances response (PS3.18 Table 10.5.3-2).
 OUT_OF_RESOURCES = 0xA700
 DATA_SET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
 CANNOT_UNDERSTAND = 0xC000
+TRANSFER_SYNTAX_NOT_SUPPORTED = 0xC122
 SOP_CLASS_NOT_SUPPORTED = 0x0122
 PROCESSING_FAILURE = 0x0110
+#: Warning Reason (0008,1196): stored, but the data set does not match its SOP class (IOD).
+WARNING_DOES_NOT_MATCH_SOP_CLASS = 0xB007
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,10 @@ class StoreOutcome:
     retrieve_url: str | None = None
     #: RFC 8288 relation → URL (e.g. {"monitor": job URL, "alternate": report URL}).
     links: dict[str, str] = field(default_factory=dict)
+    #: A Warning Reason value for an instance stored with problems (e.g. IOD errors).
+    warning_reason: int | None = None
+    #: What the warning is about (attribute keywords, never values).
+    warnings: tuple[str, ...] = ()
 
     @property
     def stored(self) -> bool:
@@ -55,10 +66,31 @@ _BY_CODE = {
 }
 
 
-def failure_reason(error: BaseException) -> int:
-    """The Failure Reason for an error raised (or rebuilt from problem+json) for an instance."""
+def read_header(raw: bytes) -> Dataset | None:
+    """The header of a Part 10 instance without its pixel data, or None when unreadable."""
+    try:
+        from pydicom import dcmread
+        from pydicom.filebase import DicomBytesIO
+
+        return dcmread(DicomBytesIO(raw), stop_before_pixels=True, force=False)
+    except Exception:  # anything pydicom cannot read is simply "not understood"
+        return None
+
+
+def failure_reason(error: BaseException, header: Dataset | None = None) -> int:
+    """The Failure Reason for an error raised (or rebuilt from problem+json) for an instance.
+
+    `header`, the instance's header when it could be read, tells the specific reasons apart:
+    a SOP class or a transfer syntax the service does not take.
+    """
     if not isinstance(error, ServiceError):
         return PROCESSING_FAILURE
+    if header is not None and isinstance(error, InvalidDicom):
+        if str(header.get("SOPClassUID", "")) not in ACCEPTED_SOP_CLASSES:
+            return SOP_CLASS_NOT_SUPPORTED
+        syntax = str(getattr(header, "file_meta", Dataset()).get("TransferSyntaxUID", ""))
+        if syntax and syntax not in ACCEPTED_TRANSFER_SYNTAXES:
+            return TRANSFER_SYNTAX_NOT_SUPPORTED
     if error.code in _BY_CODE:
         return _BY_CODE[error.code]
     return CANNOT_UNDERSTAND if 400 <= error.status < 500 else PROCESSING_FAILURE
@@ -85,12 +117,13 @@ def store_response(
 
 
 def store_status(outcomes: Sequence[StoreOutcome]) -> int:
-    """200 when all were stored, 202 when some failed, 409 when all failed."""
+    """200 when all were stored cleanly, 202 when some failed or carry a warning, 409 when all
+    failed (PS3.18 §10.5.3)."""
     if not outcomes:
         raise ValueError("a store response needs at least one outcome")
     failed = sum(1 for o in outcomes if not o.stored)
     if failed == 0:
-        return 200
+        return 202 if any(o.warning_reason is not None for o in outcomes) else 200
     return 409 if failed == len(outcomes) else 202
 
 
@@ -116,6 +149,8 @@ def _referenced_item(outcome: StoreOutcome) -> dict[str, Any]:
     item = {"00081150": _ui(outcome.sop_class_uid), "00081155": _ui(outcome.sop_instance_uid)}
     if outcome.retrieve_url:
         item["00081190"] = _ur(outcome.retrieve_url)
+    if outcome.warning_reason is not None:
+        item["00081196"] = {"vr": "US", "Value": [outcome.warning_reason]}
     return item
 
 

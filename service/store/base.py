@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from service.store.dicom_records import DicomEntry, PendingObject
 from service.store.records import (
     AuditRecord,
     Claim,
@@ -132,6 +133,19 @@ class JobStore(Protocol):
 
     async def prune(self) -> int:
         """Delete finished jobs past the retention age or count."""
+        ...
+
+    async def dicom_pending(self, limit: int = 100) -> list[PendingObject]:
+        """Stored DICOM objects (DICOM cases, DICOM artifacts) without an index row yet."""
+        ...
+
+    async def index_dicom(self, entries: list[DicomEntry]) -> None:
+        """Add or replace index rows (by job and kind); rows of vanished jobs are dropped."""
+        ...
+
+    async def search_dicom(self, client: str | None, filters: dict[str, str]) -> list[DicomEntry]:
+        """Index rows of `client` (every client's when None) matching the exact `filters`
+        (keys from `dicom_records.SEARCH_KEYS`), ordered by study, series, instance."""
         ...
 
     async def append_audit(self, record: AuditRecord) -> None:

@@ -13,6 +13,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from service.store.postgres_audit import PostgresAudit
+from service.store.postgres_dicom import PostgresDicomIndex
 from service.store.postgres_reads import PostgresReads
 from service.store.postgres_schema import (
     COLS,
@@ -38,7 +39,7 @@ from service.store.wakeups import Wakeups
 POLL_S = 2.0
 
 
-class PostgresStore(PostgresReads, PostgresAudit):
+class PostgresStore(PostgresReads, PostgresAudit, PostgresDicomIndex):
     """Async `JobStore` on PostgreSQL."""
 
     backend = "postgresql"

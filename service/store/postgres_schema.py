@@ -76,6 +76,22 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         # Client assertion ids already used: single use across every replica.
         "CREATE TABLE used_once (key TEXT PRIMARY KEY, until DOUBLE PRECISION NOT NULL);",
     ),
+    (
+        4,
+        # The DICOM instance index (QIDO-RS / WADO-RS): headers of stored DICOM objects.
+        """
+        CREATE TABLE dicom_instances (
+            job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE, kind TEXT NOT NULL,
+            client TEXT NOT NULL, study_uid TEXT NOT NULL, series_uid TEXT NOT NULL,
+            sop_uid TEXT NOT NULL, sop_class_uid TEXT NOT NULL, modality TEXT NOT NULL,
+            patient_id TEXT NOT NULL, study_date TEXT NOT NULL, attrs JSONB NOT NULL,
+            PRIMARY KEY (job_id, kind)
+        );
+        CREATE INDEX dicom_study ON dicom_instances (study_uid);
+        CREATE INDEX dicom_sop ON dicom_instances (sop_uid);
+        CREATE INDEX dicom_client_study ON dicom_instances (client, study_uid);
+        """,
+    ),
 )
 
 

@@ -25,11 +25,12 @@ from service.store.records import (
     now_iso,
 )
 from service.store.sqlite_audit import SqliteAudit
+from service.store.sqlite_dicom import SqliteDicomIndex
 from service.store.sqlite_reads import SqliteReads
 from service.store.sqlite_schema import COLS, HELD, create_schema, fence_key, job_record
 
 
-class SqliteDb(SqliteReads, SqliteAudit):
+class SqliteDb(SqliteReads, SqliteAudit, SqliteDicomIndex):
     """Synchronous SQLite access; every method is one short transaction."""
 
     def __init__(self, path: Path, retention_hours: int = 72, max_jobs: int = 2000) -> None:

@@ -44,6 +44,17 @@ CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
 BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
 -- Client assertion ids already used (single use across every process sharing the store).
 CREATE TABLE IF NOT EXISTS used_once (key TEXT PRIMARY KEY, until REAL NOT NULL);
+-- The DICOM instance index (QIDO-RS / WADO-RS): headers of stored DICOM objects, per job.
+CREATE TABLE IF NOT EXISTS dicom_instances (
+    job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE, kind TEXT NOT NULL,
+    client TEXT NOT NULL, study_uid TEXT NOT NULL, series_uid TEXT NOT NULL,
+    sop_uid TEXT NOT NULL, sop_class_uid TEXT NOT NULL, modality TEXT NOT NULL,
+    patient_id TEXT NOT NULL, study_date TEXT NOT NULL, attrs TEXT NOT NULL,
+    PRIMARY KEY (job_id, kind)
+);
+CREATE INDEX IF NOT EXISTS dicom_study ON dicom_instances(study_uid);
+CREATE INDEX IF NOT EXISTS dicom_sop ON dicom_instances(sop_uid);
+CREATE INDEX IF NOT EXISTS dicom_client_study ON dicom_instances(client, study_uid);
 """
 
 

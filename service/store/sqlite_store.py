@@ -20,13 +20,14 @@ from service.store.records import (
     StoredEvent,
 )
 from service.store.sqlite import SqliteDb
+from service.store.sqlite_dicom import SqliteDicomIndexAsync
 from service.store.wakeups import Wakeups
 
 T = TypeVar("T")
 POLL_S = 0.25
 
 
-class SqliteStore:
+class SqliteStore(SqliteDicomIndexAsync):
     """Async `JobStore` over one SQLite file."""
 
     backend = "sqlite"
