@@ -106,7 +106,7 @@ def build_services(
         split_sections=split_sections,
         heatmap=heatmap,
         heatmap_in_report=settings.report_heatmap,
-        outputs=list(outputs) if outputs is not None else default_outputs(settings, server),
+        outputs=list(outputs) if outputs is not None else default_outputs(settings, server, store),
     )
     limits = Limits.from_settings(settings)
     worker = new_worker(settings, store, deps, limits) if with_worker else None
@@ -164,13 +164,20 @@ def new_worker(
     )
 
 
-def default_outputs(settings: Settings, server: FhirServer) -> list[OutputAdapter]:
-    """FHIR and DICOM outputs, and the write-back when it is on and a server is configured."""
+def default_outputs(
+    settings: Settings, server: FhirServer, store: JobStore | None = None
+) -> list[OutputAdapter]:
+    """FHIR and DICOM outputs (the DICOM push when `dicom_push_url` is set, audited in
+    `store`), and the write-back when it is on and a server is configured."""
     from service.outputs.dicom import DicomOutput
+    from service.outputs.dicom_push import DicomPusher
     from service.outputs.fhir import FhirOutput
     from service.outputs.write_back import FhirWriteBack
+    from service.security.audit import AuditLog
 
-    outputs: list[OutputAdapter] = [FhirOutput(), DicomOutput()]
+    audit = AuditLog(store) if store is not None else None
+    push = DicomPusher.from_settings(settings, audit)
+    outputs: list[OutputAdapter] = [FhirOutput(), DicomOutput(push)]
     if settings.fhir_write_back and server.configured:
         outputs.append(FhirWriteBack(server))
     return outputs

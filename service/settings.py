@@ -202,6 +202,21 @@ class Settings(BaseSettings):
         "of {fhir_server_url}/.well-known/smart-configuration.",
     )
 
+    # --- DICOM push ---------------------------------------------------------------------------
+    dicom_push_url: str | None = Field(
+        default=None,
+        description="DICOMweb root of a PACS/VNA (e.g. https://pacs/dicomweb): every report's "
+        "Encapsulated PDF and SR are sent there by STOW-RS (`{url}/studies`); unset: no push.",
+    )
+    dicom_push_token: str | None = Field(
+        default=None, description="Sent as `Authorization: Bearer <token>` with each push."
+    )
+    dicom_push_attempts: int = Field(default=4, ge=1, le=10, description="Tries per push.")
+    dicom_push_backoff_s: float = Field(
+        default=0.5, ge=0, description="First retry delay; doubled per retry, at most 30 s."
+    )
+    dicom_push_timeout_s: float = 30.0
+
     # --- reference data (tests, evaluation) ------------------------------------------------
     shared_dir: Path = REPO_ROOT.parent / "shared"
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from litestar import Controller, Request, Response, post
 from litestar.params import FromPath
+from pydicom.dataset import Dataset
 
 from service.api.auth import principal_of
 from service.api.dicomweb_read import DicomWebReads, dicomweb_root
@@ -21,6 +22,7 @@ from service.api.rest import services_of
 from service.bootstrap import Services
 from service.dicom.iod_check import iod_problems
 from service.dicom.multipart_related import parse_multipart_related
+from service.dicom.stored_object import object_case, stored_as_is
 from service.dicom.stow import (
     DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
     WARNING_DOES_NOT_MATCH_SOP_CLASS,
@@ -34,7 +36,7 @@ from service.dicom.stow import (
 from service.errors import ServiceError
 from service.intake.cases import Intake, build_case, parse_language
 from service.logging import get_logger
-from service.pipeline.case import DICOM_MEDIA_TYPE, DicomOrigin, UploadOrigin
+from service.pipeline.case import DICOM_MEDIA_TYPE, DicomOrigin, UploadOrigin, new_case_id
 from service.pipeline.domain import Patient
 from service.pipeline.links import case_links
 from service.security import scopes as sc
@@ -76,6 +78,29 @@ def failed(error: ServiceError, raw: bytes) -> StoreOutcome:
     return StoreOutcome(sop_class, sop_instance, failure_reason=failure_reason(error, header))
 
 
+async def keep_object(
+    services: Services, raw: bytes, header: Dataset, client: str, root: str, study: str | None
+) -> StoreOutcome:
+    """Store a report instance (Encapsulated PDF, Comprehensive SR) as it is: no job runs."""
+    case = object_case(new_case_id(), raw, header)
+    origin = case.origin
+    assert isinstance(origin, DicomOrigin)
+    uids = (origin.study_instance_uid, origin.series_instance_uid, origin.sop_instance_uid)
+    if not all(uids) or (study and origin.study_instance_uid != study):
+        return StoreOutcome(
+            origin.sop_class_uid,
+            origin.sop_instance_uid,
+            failure_reason=DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
+        )
+    meta = {"mode": "store", "client": client, "sop_instance_uid": origin.sop_instance_uid}
+    await services.store.store_dicom_object(case.case_id, meta, case.record(), raw)
+    return StoreOutcome(
+        origin.sop_class_uid,
+        origin.sop_instance_uid,
+        retrieve_url=f"{root}/studies/{uids[0]}/series/{uids[1]}/instances/{uids[2]}",
+    )
+
+
 def with_iod_warning(outcome: StoreOutcome, raw: bytes) -> StoreOutcome:
     """The outcome of a stored instance, with Warning Reason 0xB007 when its IOD is incomplete."""
     header = read_header(raw)
@@ -115,7 +140,16 @@ class DicomWebController(Controller, DicomWebReads):
         language = parse_language(None, request.headers.get("accept-language"), limits)
         outcomes: list[StoreOutcome] = []
         studies: list[str] = []
+        client = principal_of(request).client_id
         for part in parts:
+            header = read_header(part.body)
+            if stored_as_is(header):
+                assert header is not None
+                outcome = await keep_object(services, part.body, header, client, root, study)
+                outcomes.append(outcome)
+                if outcome.stored:
+                    studies.append(str(header.StudyInstanceUID))
+                continue
             try:
                 intake = build_case(
                     part.body,
@@ -141,7 +175,6 @@ class DicomWebController(Controller, DicomWebReads):
                 )
                 continue
             try:
-                client = principal_of(request).client_id
                 outcome = await submit_instance(services, intake, client, root)
                 outcomes.append(with_iod_warning(outcome, part.body))
             except ServiceError as error:  # e.g. no capacity: this instance is not stored

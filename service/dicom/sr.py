@@ -41,7 +41,7 @@ DERMOSCOPIC = "1.2.840.10008.5.1.4.1.1.77.1.7"
 SERIES_NUMBER = 9002
 PRIVATE = "99SKSCR"
 UNIT_ONE = hd.sr.CodedConcept("1", "UCUM", "no units")
-SCREENING_OUTCOME = hd.sr.CodedConcept("screening-outcome", PRIVATE, "AI screening outcome")
+SCREENING_OUTCOME = hd.sr.CodedConcept("ai-outcome", PRIVATE, "AI screening outcome")
 TRIAGE = hd.sr.CodedConcept("triage-level", PRIVATE, "AI referral triage level")
 TRIAGE_LEVELS = ("urgent", "soon", "routine")
 

@@ -1,4 +1,5 @@
-"""`DicomOutput`: the report as DICOM — an Encapsulated PDF and a Comprehensive SR — per case.
+"""`DicomOutput`: the report as DICOM — an Encapsulated PDF and a Comprehensive SR — per case,
+pushed to a PACS by STOW-RS when `dicom_push_url` is set (`outputs.dicom_push`).
 
 A case that came as DICOM gets both in the source study; any other case opens one new study for
 both (UIDs derived from the case id). The patient of a FHIR case is named from its FHIR Patient
@@ -17,7 +18,8 @@ from service.dicom.encapsulated_pdf import encapsulated_pdf
 from service.dicom.identity import PatientIdentity, identity_from_fhir
 from service.dicom.sr import structured_report
 from service.dicom.subject import report_subject
-from service.outputs.common import report_title
+from service.outputs.common import json_bytes, report_title
+from service.outputs.dicom_push import PUSH, DicomPusher
 from service.pipeline.case import ArtifactSink, Case, DicomOrigin, FhirOrigin
 from service.pipeline.domain import Attachment, Report
 
@@ -67,7 +69,11 @@ def report_instances(
 
 
 class DicomOutput:
-    """Writes the `dicom` (Encapsulated PDF) and `dicom-sr` (Comprehensive SR) artifacts."""
+    """Writes the `dicom` (Encapsulated PDF) and `dicom-sr` (Comprehensive SR) artifacts, and
+    pushes both to a PACS when a `DicomPusher` is configured (outcome: `dicom-push`)."""
+
+    def __init__(self, push: DicomPusher | None = None) -> None:
+        self.push = push
 
     def attachments(self, report: Report, case: Case) -> list[Attachment]:
         """Nothing to embed in the PDF."""
@@ -79,3 +85,10 @@ class DicomOutput:
         document, sr = await asyncio.to_thread(report_instances, report, pdf, case, now)
         sink.put(PDF_KIND, DICOM, document)
         sink.put(SR_KIND, DICOM, sr)
+        if self.push is not None:
+            study = str(dcmread(io.BytesIO(sr), stop_before_pixels=True).StudyInstanceUID)
+            try:
+                outcome = (await self.push.push(study, [document, sr])).as_json()
+            except Exception as error:  # a push failure must not lose the report
+                outcome = {"status": "failed", "error": f"push failed ({type(error).__name__})"}
+            sink.put(PUSH, "application/json", json_bytes(outcome))

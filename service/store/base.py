@@ -135,6 +135,13 @@ class JobStore(Protocol):
         """Delete finished jobs past the retention age or count."""
         ...
 
+    async def store_dicom_object(
+        self, job_id: str, meta: dict[str, Any], record: dict[str, Any], data: bytes
+    ) -> None:
+        """Keep a DICOM object as it is: a `completed` job of kind `dicom-object` with the
+        object as its case (record + bytes) and one terminal event, in one transaction."""
+        ...
+
     async def dicom_pending(self, limit: int = 100) -> list[PendingObject]:
         """Stored DICOM objects (DICOM cases, DICOM artifacts) without an index row yet."""
         ...

@@ -12,6 +12,11 @@ from typing import Any
 
 #: The `kind` of the row for the case's own bytes (other rows carry their artifact kind).
 CASE_KIND = "case"
+#: The job kind of a DICOM object stored as it is (a report instance sent by STOW-RS): a job
+#: born `completed`, with its bytes as the case and one terminal event, so retention, erasure
+#: and ownership treat it like any other case.
+OBJECT_KIND = "dicom-object"
+STORED_EVENT: dict[str, Any] = {"status": "completed", "stored": True}
 #: Columns of the `dicom_instances` table, in order.
 COLUMNS = (
     "job_id", "kind", "client", "study_uid", "series_uid", "sop_uid", "sop_class_uid",

@@ -7,7 +7,15 @@ from typing import Any
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from service.store.dicom_records import CASE_KIND, COLUMNS, SEARCH_KEYS, DicomEntry, PendingObject
+from service.store.dicom_records import (
+    CASE_KIND,
+    COLUMNS,
+    OBJECT_KIND,
+    SEARCH_KEYS,
+    STORED_EVENT,
+    DicomEntry,
+    PendingObject,
+)
 
 _PENDING = f"""
 SELECT a.job_id, a.kind, COALESCE(j.meta->>'client', '')
@@ -31,6 +39,24 @@ class PostgresDicomIndex:
 
     async def _fetch(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
         raise NotImplementedError
+
+    async def store_dicom_object(
+        self, job_id: str, meta: dict[str, Any], record: dict[str, Any], data: bytes
+    ) -> None:
+        pool = await self._open()
+        async with pool.connection() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO jobs (id, kind, status, meta) VALUES (%s, %s, 'completed', %s)",
+                (job_id, OBJECT_KIND, Jsonb(meta)),
+            )
+            await conn.execute(
+                "INSERT INTO cases (job_id, record, data) VALUES (%s, %s, %s)",
+                (job_id, Jsonb(record), data),
+            )
+            await conn.execute(
+                "INSERT INTO events (job_id, seq, name, data) VALUES (%s, 1, 'completed', %s)",
+                (job_id, Jsonb(STORED_EVENT)),
+            )
 
     async def dicom_pending(self, limit: int = 100) -> list[PendingObject]:
         rows = await self._fetch(_PENDING, (limit,))

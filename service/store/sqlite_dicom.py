@@ -8,7 +8,16 @@ import sqlite3
 import threading
 from typing import TYPE_CHECKING, Any
 
-from service.store.dicom_records import CASE_KIND, COLUMNS, SEARCH_KEYS, DicomEntry, PendingObject
+from service.store.dicom_records import (
+    CASE_KIND,
+    COLUMNS,
+    OBJECT_KIND,
+    SEARCH_KEYS,
+    STORED_EVENT,
+    DicomEntry,
+    PendingObject,
+)
+from service.store.records import now_iso
 
 if TYPE_CHECKING:
     from service.store.sqlite import SqliteDb
@@ -32,6 +41,31 @@ class SqliteDicomIndex:
 
     _db: sqlite3.Connection
     _lock: threading.Lock
+
+    def store_dicom_object(
+        self, job_id: str, meta: dict[str, Any], record: dict[str, Any], data: bytes
+    ) -> None:
+        now = now_iso()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(
+                    "INSERT INTO jobs (id, kind, status, created, updated, meta) "
+                    "VALUES (?,?,'completed',?,?,?)",
+                    (job_id, OBJECT_KIND, now, now, json.dumps(meta)),
+                )
+                self._db.execute(
+                    "INSERT INTO cases (job_id, record, data) VALUES (?,?,?)",
+                    (job_id, json.dumps(record, ensure_ascii=False), data),
+                )
+                self._db.execute(
+                    "INSERT INTO events (job_id, seq, name, data) VALUES (?,1,'completed',?)",
+                    (job_id, json.dumps(STORED_EVENT)),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
 
     def dicom_pending(self, limit: int = 100) -> list[PendingObject]:
         with self._lock:
@@ -83,6 +117,11 @@ class SqliteDicomIndexAsync:
     """The async face of `SqliteDicomIndex` (a mixin of `SqliteStore`)."""
 
     db: SqliteDb
+
+    async def store_dicom_object(
+        self, job_id: str, meta: dict[str, Any], record: dict[str, Any], data: bytes
+    ) -> None:
+        await asyncio.to_thread(self.db.store_dicom_object, job_id, meta, record, data)
 
     async def dicom_pending(self, limit: int = 100) -> list[PendingObject]:
         return await asyncio.to_thread(self.db.dicom_pending, limit)
