@@ -12,8 +12,8 @@ from PIL import Image
 
 from service.dicom.catalog import instance_bytes, refresh
 from service.dicom.qido import parse_query, search
-from service.dicom.stow import read_header
 from service.dicom.stored_object import object_case
+from service.dicom.stow import read_header
 from service.store import JobStore
 from service.store.dicom_records import CASE_KIND, OBJECT_KIND
 from tests import dicom_factory as factory

@@ -26,7 +26,7 @@ class Stow(BaseHTTPRequestHandler):
     requests: list[tuple[str, dict[str, str], bytes]] = []
     lock = threading.Lock()
 
-    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["content-length"]))
         with self.lock:
             self.requests.append((self.path, dict(self.headers), body))

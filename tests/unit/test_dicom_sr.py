@@ -82,7 +82,8 @@ def test_dciodvfy_reports_no_errors(
     if dciodvfy is None:
         pytest.skip("dciodvfy is not installed (Debian dicom3tools)")
     case = case_of(origin if with_source else FhirOrigin(subject_resource=KIM))
-    for name, data in zip(("pdf", "sr"), report_instances(report(status), PDF, case, NOW)):
+    pair = report_instances(report(status), PDF, case, NOW)
+    for name, data in zip(("pdf", "sr"), pair, strict=True):
         path = tmp_path / f"{name}.dcm"
         path.write_bytes(data)
         run = subprocess.run([dciodvfy, str(path)], capture_output=True, text=True, timeout=60)
