@@ -63,6 +63,7 @@ class ClassifiedData(TypedDict):
     confidence: float | None
     probabilities: NotRequired[dict[str, float]]
     model: dict[str, str]
+    referral: dict[str, object]
 
 
 class AnalysisData(TypedDict):
