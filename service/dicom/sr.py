@@ -61,12 +61,8 @@ def finding_code(label: str, *, top: bool) -> hd.sr.CodedConcept:
 
 
 def triage_level(report: Report) -> str:
-    """The referral level of the report (`Report.referral` once the policy sets it)."""
-    referral = getattr(report, "referral", None)
-    level = getattr(referral, "level", None)
-    if isinstance(level, str) and level in TRIAGE_LEVELS:
-        return level
-    return "urgent" if report.urgent_referral else "routine"
+    """The referral level decided once by `pipeline.policy.referral`."""
+    return report.referral.level
 
 
 def structured_report(

@@ -150,8 +150,7 @@ def test_qido_finds_the_study_and_wado_returns_sr_and_pdf(
     }
     assert referenced == {photo.SOPInstanceUID}
     triage = next(i for i in items if _code(i) == ("triage-level", "99SKSCR"))
-    expected = "urgent" if report["urgent_referral"] else "routine"
-    assert _code(triage, "ConceptCodeSequence")[0] == expected
+    assert _code(triage, "ConceptCodeSequence")[0] == report["referral"]["level"]
 
 
 def test_reports_are_pushed_to_the_second_server(

@@ -20,7 +20,7 @@ from pydicom.dataset import Dataset
 from service.dicom.decode import decode_dicom
 from service.outputs.dicom import report_instances
 from service.pipeline.case import Case, DicomOrigin, FhirOrigin
-from service.pipeline.domain import Patient, Report, SourceImage
+from service.pipeline.domain import Patient, Referral, Report, SourceImage
 from tests import dicom_factory as factory
 from tests.support.factories import MODEL, make_report, probabilities
 
@@ -93,7 +93,7 @@ def test_dciodvfy_reports_no_errors(
 
 
 def test_sr_content_follows_tid_1500(origin: DicomOrigin) -> None:
-    pdf, sr = instances(report(), case_of(origin))
+    pdf, sr = instances(report(referral=Referral("routine", ())), case_of(origin))
     assert sr.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.33" and sr.Modality == "SR"
     assert sr.StudyInstanceUID == pdf.StudyInstanceUID == origin.study_instance_uid
     assert sr.SeriesInstanceUID not in (pdf.SeriesInstanceUID, origin.series_instance_uid)
@@ -122,10 +122,13 @@ def test_sr_content_follows_tid_1500(origin: DicomOrigin) -> None:
 
 
 def test_unverified_codes_uncertainty_rejection_and_triage(origin: DicomOrigin) -> None:
-    _, carcinoma = instances(report(top="Carcinoma", urgent_referral=True), case_of(origin))
+    urgent = Referral("urgent", ("malignancy_threshold",))
+    _, carcinoma = instances(report(top="Carcinoma", referral=urgent), case_of(origin))
     assert values(carcinoma, FINDING)[0] == ("carcinoma", "99SKSCR")  # no verified SNOMED code
     assert values(carcinoma, ("triage-level", "99SKSCR")) == [("urgent", "99SKSCR")]
-    _, unsure = instances(report("inconclusive"), case_of(origin))
+    soon = Referral("soon", ("inconclusive",))
+    _, unsure = instances(report("inconclusive", referral=soon), case_of(origin))
+    assert values(unsure, ("triage-level", "99SKSCR")) == [("soon", "99SKSCR")]
     assert values(unsure, CERTAINTY) == [("64957009", "SCT")]  # Uncertain
     _, rejected = instances(report("rejected"), case_of(origin))
     assert values(rejected, FINDING) == [] and values(rejected, CERTAINTY) == []
