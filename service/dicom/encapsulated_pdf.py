@@ -42,6 +42,7 @@ def encapsulated_pdf(
     *,
     identity: PatientIdentity | None = None,
     seed: str | None = None,
+    version: int = 1,
 ) -> bytes:
     """Part 10 bytes of an Encapsulated PDF Storage instance holding `pdf`.
 
@@ -71,7 +72,7 @@ def encapsulated_pdf(
     ds.MIMETypeOfEncapsulatedDocument = "application/pdf"
     ds.EncapsulatedDocument = pdf + b"\x00" * (len(pdf) % 2)
     ds.EncapsulatedDocumentLength = len(pdf)
-    ds.SOPClassUID, ds.SOPInstanceUID = ENCAPSULATED_PDF_STORAGE, case_uid(seed, "pdf")
+    ds.SOPClassUID, ds.SOPInstanceUID = ENCAPSULATED_PDF_STORAGE, case_uid(seed, "pdf", version)
     ds.InstanceCreationDate, ds.InstanceCreationTime = _da(now), _tm(now)
     if now.utcoffset() is not None:
         ds.TimezoneOffsetFromUTC = now.strftime("%z")

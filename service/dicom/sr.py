@@ -97,7 +97,7 @@ def structured_report(
     )
     with warnings.catch_warnings():  # a free-text name has one PN component, on purpose
         warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person")
-        sr = _document(evidence, content, seed, source is not None)
+        sr = _document(evidence, content, seed, report.version, source is not None)
     _describe(sr, subject, now, report.language)
     buffer = io.BytesIO()
     sr.save_as(buffer, enforce_file_format=True)
@@ -105,14 +105,18 @@ def structured_report(
 
 
 def _document(
-    evidence: Dataset, content: hd.sr.MeasurementReport, seed: str | None, record: bool
+    evidence: Dataset,
+    content: hd.sr.MeasurementReport,
+    seed: str | None,
+    version: int,
+    record: bool,
 ) -> hd.sr.ComprehensiveSR:
     return hd.sr.ComprehensiveSR(
         evidence=[evidence],
         content=content[0],
         series_instance_uid=case_uid(seed, "sr-series"),
         series_number=SERIES_NUMBER,
-        sop_instance_uid=case_uid(seed, "sr"),
+        sop_instance_uid=case_uid(seed, "sr", version),
         instance_number=1,
         manufacturer="skinscreen",
         is_complete=True,

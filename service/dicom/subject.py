@@ -6,7 +6,8 @@ of the FHIR Patient when the request carried one (`identity`), else the domain p
 
 UIDs of a case's report instances derive from its case id (`case_uid`), so a re-run of the same
 case (a worker took over after a crash) replaces its instances instead of adding new ones, and
-the Encapsulated PDF and the SR of an uploaded photo share one new study.
+the Encapsulated PDF and the SR of an uploaded photo share one new study; a later report version
+(after a review) gets new SOP Instance UIDs in the same series.
 """
 
 from __future__ import annotations
@@ -26,9 +27,14 @@ _SEX = {"female": "F", "male": "M", "other": "O"}
 _TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", *STUDY_KEYWORDS[:5])
 
 
-def case_uid(seed: str | None, purpose: str) -> str:
-    """A UID for `purpose` ("study", "pdf", "sr-series", …) of one case; random without seed."""
-    return generate_uid(entropy_srcs=[seed, purpose]) if seed else generate_uid()
+def case_uid(seed: str | None, purpose: str, version: int = 1) -> str:
+    """A UID for `purpose` ("study", "pdf", "sr-series", …) of one case; random without seed.
+
+    `version` > 1 (a reviewed report) gives an instance its own UID: new content, new instance.
+    """
+    if not seed:
+        return generate_uid()
+    return generate_uid(entropy_srcs=[seed, purpose if version == 1 else f"{purpose}/v{version}"])
 
 
 def report_subject(

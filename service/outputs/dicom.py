@@ -53,6 +53,7 @@ def report_instances(
         now,
         identity=identity,
         seed=seed,
+        version=report.version,
     )
     header = dcmread(io.BytesIO(document), stop_before_pixels=True)
     subject = report_subject(source, report.patient, now, identity=identity, seed=seed)

@@ -20,7 +20,7 @@ from pydicom.dataset import Dataset
 from service.dicom.decode import decode_dicom
 from service.outputs.dicom import report_instances
 from service.pipeline.case import Case, DicomOrigin, FhirOrigin
-from service.pipeline.domain import Patient, Referral, Report, SourceImage
+from service.pipeline.domain import Patient, Referral, Report, Review, SourceImage
 from tests import dicom_factory as factory
 from tests.support.factories import MODEL, make_report, probabilities
 
@@ -142,6 +142,11 @@ def test_uids_derive_from_the_case(origin: DicomOrigin) -> None:
     assert [d.SOPInstanceUID for d in first] == [d.SOPInstanceUID for d in again]
     other = instances(report(), dataclasses.replace(case_of(origin), case_id="case-456"))
     assert first[1].SOPInstanceUID != other[1].SOPInstanceUID
+    review = Review("Dr Kim", "confirm", "Acne", "2025-03-02T09:00:00+00:00", version=2)
+    reviewed = instances(report(review=review), case_of(origin))
+    for before, after in zip(first, reviewed, strict=True):  # new version, new instance
+        assert before.SOPInstanceUID != after.SOPInstanceUID
+        assert before.SeriesInstanceUID == after.SeriesInstanceUID
 
 
 def test_fhir_patient_is_family_caret_given_with_issuer() -> None:
