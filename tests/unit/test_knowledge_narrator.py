@@ -259,7 +259,7 @@ def test_percent_never_claims_certainty() -> None:
 def test_summarize_covers_every_status(language: str) -> None:
     urgent = {
         "en": "urgent in-person",
-        "ko": "신속한 대면 진료",
+        "ko": "긴급 대면 진료",
         "vi": "khám trực tiếp khẩn",
     }[language]
     ok = summarize(classification("Milia", 0.81), GateOutcome("ok"), language)

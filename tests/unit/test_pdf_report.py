@@ -40,9 +40,9 @@ EXPECTED = {  # labels, class names, no-LLM label, date, disclaimer, page counte
     "4 thg 3, 2025|không phải là chẩn đoán|Trang 1 / 1",
 }
 URGENT = {
-    "ko": "피부과 전문의의 신속한 대면 진료를 권고합니다",
+    "ko": "피부과 전문의의 긴급 대면 진료를 권합니다",
     "en": "Urgent in-person dermatology assessment recommended",
-    "vi": "Khuyến nghị khám trực tiếp chuyên khoa da liễu khẩn cấp",
+    "vi": "Khuyến nghị khám trực tiếp khẩn với bác sĩ da liễu",
 }
 SECTIONS = {
     "observations": "Papules and **comedones** on the cheek.\n\n- closed comedones\n- few pustules",
@@ -151,18 +151,19 @@ def test_report_pdf(renderer: PdfRenderer, photo: Image.Image, language: str) ->
         assert page.width > 300 and stat.stddev[0] > 20  # ink on the page, not a blank sheet
 
 
+@pytest.mark.parametrize("language", sorted(URGENT))
 @pytest.mark.parametrize(
     ("top", "status", "urgent"),
     [("Carcinoma", "ok", True), ("Acne", "inconclusive", True), ("Eczema", "ok", False)],
 )
 def test_urgent_referral_box(
-    renderer: PdfRenderer, photo: Image.Image, top: str, status: str, urgent: bool
+    renderer: PdfRenderer, photo: Image.Image, language: str, top: str, status: str, urgent: bool
 ) -> None:
-    report = make_report("en", top=top, status=status)
+    report = make_report(language, top=top, status=status)
     assert report.urgent_referral is urgent
     html = renderer.render_html(report, "data:image/jpeg;base64,", None)
     assert ('id="urgent-referral"' in html) is urgent
-    assert (URGENT["en"] in html) is urgent
+    assert (URGENT[language] in html) is urgent  # the wording says "urgent" in every language
 
 
 def test_html_is_escaped_and_missing_values_dash(renderer: PdfRenderer) -> None:
