@@ -31,6 +31,7 @@ from service.api.hardening import (
 from service.api.health import health, metrics_page, ready
 from service.api.problems import EXCEPTION_HANDLERS, problem_response
 from service.api.rest import RestController
+from service.api.reviews import FhirReviewController, ReviewController
 from service.api.web import index_page, static_router
 from service.bootstrap import Services, build_services
 from service.logging import configure_logging, get_logger
@@ -132,7 +133,9 @@ def create_app(
             ready,
             metrics_page,
             RestController,
+            ReviewController,
             FhirController,
+            FhirReviewController,
             DicomWebController,
             index_page,
             static_router(settings.templates_dir),

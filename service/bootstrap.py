@@ -26,6 +26,7 @@ from service.pipeline.narrators.sections import split_sections
 from service.pipeline.narrators.summary import summarize
 from service.pipeline.ports import OutputAdapter, PipelineDeps
 from service.report.pdf import PdfRenderer
+from service.reviews import ReviewDesk
 from service.settings import Settings
 from service.store import JobStore, open_store
 from service.worker import Worker
@@ -46,6 +47,8 @@ class Services:
     store: JobStore
     jobs: JobManager
     fhir_server: FhirServer
+    #: Clinician sign-off of finished reports (a new version of every output).
+    reviews: ReviewDesk
     #: The in-process worker (`serve` without `--no-worker`, the CLI), or None.
     worker: Worker | None = None
 
@@ -110,6 +113,7 @@ def build_services(
     )
     limits = Limits.from_settings(settings)
     worker = new_worker(settings, store, deps, limits) if with_worker else None
+    reviews = ReviewDesk(store, deps, limits, review_outputs(deps.outputs))
     services = Services(
         settings=settings,
         backend=backend,
@@ -119,6 +123,7 @@ def build_services(
         store=store,
         jobs=new_jobs(settings, store, deps, limits, worker),
         fhir_server=server,
+        reviews=reviews,
         worker=worker,
     )
     log.info(
@@ -162,6 +167,13 @@ def new_worker(
         lease_s=settings.job_lease_s,
         max_attempts=settings.job_max_attempts,
     )
+
+
+def review_outputs(outputs: Sequence[OutputAdapter]) -> list[OutputAdapter]:
+    """The outputs a clinician review re-issues: all but the write-back to an EHR server."""
+    from service.outputs.write_back import FhirWriteBack
+
+    return [output for output in outputs if not isinstance(output, FhirWriteBack)]
 
 
 def default_outputs(

@@ -139,6 +139,8 @@ class JobManager:
     ) -> AsyncIterator[StoredEvent | None]:
         """Stored events with seq > after, then live ones until the job's terminal event.
 
+        Events recorded after the terminal one (a clinician's `report.reviewed`) are replayed
+        with it; a follower that reconnects after the end gets what is left and returns.
         Yields None when `keepalive_s` passes with no event (the SSE door sends a comment).
         Works on any replica: new events wake followers through the store.
         """
@@ -146,13 +148,17 @@ class JobManager:
         quiet_since = loop.time()
         while True:
             batch = await self.store.events_after(job_id, after)
+            ended = False
             for event in batch:
                 after = event.seq
                 yield event
-                if event.name in ev.TERMINAL_EVENTS:
-                    return
+                ended = ended or event.name in ev.TERMINAL_EVENTS
+            if ended:
+                return
             if batch:
                 quiet_since = loop.time()
+            elif (job := await self.store.get_job(job_id)) is None or job.finished:
+                return
             elif keepalive_s is not None and loop.time() - quiet_since >= keepalive_s:
                 quiet_since = loop.time()
                 yield None

@@ -28,6 +28,7 @@ from service.api.fhir_wire import (
     outcome_response,
 )
 from service.api.rest import READ, RUN, erase_case, owned_job, services_of
+from service.api.reviews import versioned_response
 from service.api.sse import last_event_id, sse_response
 from service.bootstrap import Services
 from service.errors import NotFound, error_from_problem
@@ -181,7 +182,7 @@ class FhirController(Controller):
         stored = await services_of(request).store.get_artifact(report_id, "fhir")
         if stored is None:
             raise NotFound(f"DiagnosticReport/{report_id[:64]} is not known")
-        return Response(stored[1], media_type=f"{FHIR_JSON}; charset=utf-8")
+        return versioned_response(request, stored[1])
 
     @delete(
         "/DiagnosticReport/{report_id:str}",

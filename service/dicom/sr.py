@@ -10,7 +10,11 @@ image; the group of the top class carries the qualitative evaluations. Clinical-
 - the standard SNOMED CT code is used only for the top finding (and only a verified one,
   `fhir_mappings.codes`); every other class carries the project's private code (99SKSCR);
 - a rejected image (quality or not skin) asserts no finding at all: the report holds only the
-  screening outcome.
+  screening outcome;
+- a reviewed report (a later version) keeps the AI content as it was (still a suspicion) and
+  adds the clinician's finding as its own evaluation ("Clinician-reviewed finding", the verified
+  SNOMED CT code where there is one); only then is the document VERIFIED and final, with the
+  reviewer as Verifying Observer.
 
 The probability is the calibrated probability of the classifier (DCM 122157 "Probability",
 unit "1"). The triage level (urgent / soon / routine) and the screening outcome are coded in the
@@ -44,6 +48,7 @@ UNIT_ONE = hd.sr.CodedConcept("1", "UCUM", "no units")
 SCREENING_OUTCOME = hd.sr.CodedConcept("ai-outcome", PRIVATE, "AI screening outcome")
 TRIAGE = hd.sr.CodedConcept("triage-level", PRIVATE, "AI referral triage level")
 TRIAGE_LEVELS = ("urgent", "soon", "routine")
+REVIEWED = hd.sr.CodedConcept("reviewed-find", PRIVATE, "Clinician-reviewed finding")
 
 
 def private(value: str, meaning: str) -> hd.sr.CodedConcept:
@@ -97,7 +102,7 @@ def structured_report(
     )
     with warnings.catch_warnings():  # a free-text name has one PN component, on purpose
         warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person")
-        sr = _document(evidence, content, seed, report.version, source is not None)
+        sr = _document(evidence, content, seed, report, source is not None)
     _describe(sr, subject, now, report.language)
     buffer = io.BytesIO()
     sr.save_as(buffer, enforce_file_format=True)
@@ -108,23 +113,31 @@ def _document(
     evidence: Dataset,
     content: hd.sr.MeasurementReport,
     seed: str | None,
-    version: int,
+    report: Report,
     record: bool,
 ) -> hd.sr.ComprehensiveSR:
+    review = report.review
     return hd.sr.ComprehensiveSR(
         evidence=[evidence],
         content=content[0],
         series_instance_uid=case_uid(seed, "sr-series"),
         series_number=SERIES_NUMBER,
-        sop_instance_uid=case_uid(seed, "sr", version),
+        sop_instance_uid=case_uid(seed, "sr", report.version),
         instance_number=1,
         manufacturer="skinscreen",
         is_complete=True,
-        is_final=False,
-        is_verified=False,
+        is_final=review is not None,
+        is_verified=review is not None,
         record_evidence=record,
         transfer_syntax_uid=ExplicitVRLittleEndian,
+        verifying_observer_name=_person(review.reviewer) if review is not None else None,
+        verifying_organization="skinscreen clinician review" if review is not None else None,
     )
+
+
+def _person(name: str) -> str:
+    """A reviewer's name as one PN component (its structure is not known)."""
+    return "".join(" " if c in "^=\\" or ord(c) < 32 else c for c in name).strip()[:64] + "^"
 
 
 def _observation_context(model: ModelInfo, seed: str | None) -> hd.sr.ObservationContext:
@@ -161,13 +174,20 @@ def _groups(
     outcome = hd.sr.QualitativeEvaluation(SCREENING_OUTCOME, private(status, f"Screening {status}"))
     level = triage_level(report)
     triage = hd.sr.QualitativeEvaluation(TRIAGE, private(level, level.capitalize()))
+    reviewed = _reviewed(report)
     if status == "rejected":  # no finding is asserted for an image the gate refused
-        return [_group("outcome", seed, algorithm, images, None, None, [outcome, triage])]
+        evaluations = [outcome, triage, *reviewed]
+        return [_group("outcome", seed, algorithm, images, None, None, evaluations)]
     certainty = codes.SCT.Suspected if status == "ok" else codes.SCT.Uncertain
     groups = []
     for index, (label, probability) in enumerate(ranked(report.classification)):
         evaluations = (
-            [hd.sr.QualitativeEvaluation(codes.DCM.CertaintyOfFinding, certainty), outcome, triage]
+            [
+                hd.sr.QualitativeEvaluation(codes.DCM.CertaintyOfFinding, certainty),
+                outcome,
+                triage,
+                *reviewed,
+            ]
             if index == 0
             else []
         )
@@ -186,6 +206,19 @@ def _groups(
             )
         )
     return groups
+
+
+def _reviewed(report: Report) -> list[hd.sr.QualitativeEvaluation]:
+    """The clinician's finding of a reviewed report (none before a review)."""
+    review = report.review
+    if review is None:
+        return []
+    value = (
+        finding_code(review.finding, top=True)
+        if review.finding
+        else private("not-assessable", "Not assessable")
+    )
+    return [hd.sr.QualitativeEvaluation(REVIEWED, value)]
 
 
 def _group(

@@ -37,6 +37,7 @@ FLOORS: dict[str, int] = {
     "service.training": 4,
     "service.jobs": 5,
     "service.worker": 5,
+    "service.reviews": 5,
     "service.bootstrap": 6,
     "service.api": 7,
     "service.cli_commands": 7,

@@ -184,3 +184,24 @@ def test_ideographic_and_phonetic_groups_reach_the_pn() -> None:
     assert str(name) == "Kim^Minjun=金^敏俊=김^민준"
     assert name.ideographic == "金^敏俊" and name.phonetic == "김^민준"
     assert "IssuerOfPatientID" not in sr
+
+
+def test_a_reviewed_report_adds_the_clinicians_finding_and_is_verified(
+    tmp_path: Path, origin: DicomOrigin
+) -> None:
+    review = Review("Kim Minjun", "revise", "Rosacea", "2025-03-02T09:00:00+00:00", version=2)
+    _, sr = instances(report(review=review), case_of(origin))
+    assert (sr.VerificationFlag, sr.PreliminaryFlag) == ("VERIFIED", "FINAL")
+    assert str(sr.VerifyingObserverSequence[0].VerifyingObserverName) == "Kim Minjun^"
+    assert values(sr, ("reviewed-find", "99SKSCR")) == [("398909004", "SCT")]  # Rosacea
+    assert values(sr, CERTAINTY) == [("415684004", "SCT")]  # the AI result stays a suspicion
+    assert values(sr, FINDING)[0] == ("11381005", "SCT")
+    unsure = Review("Dr Lee", "not_assessable", None, "2025-03-02T09:00:00+00:00", version=2)
+    _, not_assessable = instances(report(review=unsure), case_of(origin))
+    assert values(not_assessable, ("reviewed-find", "99SKSCR")) == [("not-assessable", "99SKSCR")]
+    dciodvfy = shutil.which("dciodvfy")
+    if dciodvfy is not None:
+        path = tmp_path / "reviewed.dcm"
+        path.write_bytes(report_instances(report(review=review), PDF, case_of(origin), NOW)[1])
+        run = subprocess.run([dciodvfy, str(path)], capture_output=True, text=True, timeout=60)
+        assert "Error" not in run.stdout + run.stderr, run.stderr
