@@ -24,6 +24,7 @@ private scheme. All codes come from PS3.16 as shipped in pydicom's code dictiona
 from __future__ import annotations
 
 import io
+import logging
 import warnings
 from datetime import datetime
 
@@ -39,6 +40,9 @@ from service.dicom.subject import case_uid
 from service.pipeline.case import DicomOrigin
 from service.pipeline.domain import ModelInfo, Report
 from service.pipeline.policy import ranked
+
+#: highdicom narrates every module it copies at INFO (with instance UIDs): not for our logs.
+logging.getLogger("highdicom").setLevel(logging.WARNING)
 
 COMPREHENSIVE_SR_STORAGE = "1.2.840.10008.5.1.4.1.1.88.33"
 DERMOSCOPIC = "1.2.840.10008.5.1.4.1.1.77.1.7"

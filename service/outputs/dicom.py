@@ -11,6 +11,12 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import io
+import multiprocessing
+import os
+import threading
+import time
+from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 from pydicom import dcmread
 
@@ -24,6 +30,54 @@ from service.pipeline.case import ArtifactSink, Case, DicomOrigin, FhirOrigin
 from service.pipeline.domain import Attachment, Report
 
 DICOM = "application/dicom"
+_POOL: Executor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def dicom_pool() -> Executor:
+    """The one process that builds report instances for this process.
+
+    Building an SR is ~0.1-0.5 s of pure-Python CPU (pydicom, highdicom); in a thread it holds
+    the GIL so much that the event loop stalls (lease renewals, SSE) when many cases finish at
+    once. A separate process (spawned, so no lock or thread is inherited) keeps the loop free.
+    """
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ProcessPoolExecutor(
+                1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_exit_with_parent,
+                initargs=(os.getpid(),),
+            )
+        return _POOL
+
+
+def _exit_with_parent(parent: int) -> None:
+    """In the DICOM process: exit when the process that started it is gone (even SIGKILLed)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+async def build_instances(
+    report: Report, pdf: bytes, case: Case, now: dt.datetime
+) -> tuple[bytes, bytes]:
+    """`report_instances` in the DICOM process (in a thread if that process is gone)."""
+    global _POOL
+    loop = asyncio.get_running_loop()
+    try:
+        return await loop.run_in_executor(dicom_pool(), report_instances, report, pdf, case, now)
+    except BrokenProcessPool:
+        with _POOL_LOCK:
+            _POOL = None  # a new one next time
+        return await asyncio.to_thread(report_instances, report, pdf, case, now)
+
+
 #: Artifact kinds of the two report instances.
 PDF_KIND, SR_KIND = "dicom", "dicom-sr"
 
@@ -83,7 +137,7 @@ class DicomOutput:
     async def write(self, report: Report, pdf: bytes, case: Case, sink: ArtifactSink) -> None:
         """Write both instances (same study as a DICOM source)."""
         now = dt.datetime.now(dt.UTC)
-        document, sr = await asyncio.to_thread(report_instances, report, pdf, case, now)
+        document, sr = await build_instances(report, pdf, case, now)
         sink.put(PDF_KIND, DICOM, document)
         sink.put(SR_KIND, DICOM, sr)
         if self.push is not None:
