@@ -260,3 +260,17 @@ def test_two_reviews_of_one_version_at_once_one_wins(
     outcomes = anyio.run(race)
     assert sorted(outcomes) == ["Conflict", "ok"]
     assert fhir_report(client, case_id).json()["meta"]["versionId"] == "2"
+
+
+@pytest.mark.parametrize("door", ["classify", "analyze"])
+def test_every_door_carries_the_referral(client: TestClient[Any], door: str) -> None:
+    response = client.post(
+        f"/api/v1/{door}", files={"image": ("p.jpg", jpeg(), "image/jpeg")}, data={"language": "en"}
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    referral = body.get("referral") or body["classification"]["referral"]
+    assert referral["level"] == "urgent" and referral["runner_up"]["label"] == "Carcinoma"
+    if door == "analyze":
+        assert "cannot be excluded" in body["summary"]
+        assert body["summary"].endswith("a clinician must confirm any finding.")
