@@ -39,7 +39,10 @@ async def read_upload(request: Request[Any, Any, Any]) -> Upload:
     fields = {k: v for k, v in request.query_params.items() if isinstance(v, str)}
     if media_type == "multipart/form-data":
         check_boundary(options.get("boundary"))
-        form = await request.form()
+        try:
+            form = await request.form()
+        except UnicodeDecodeError:  # Litestar decodes text fields as UTF-8 and lets this out
+            raise Unprocessable("every text field must be UTF-8") from None
         image = form.get("image")
         for key, value in form.multi_items():
             if isinstance(value, str):

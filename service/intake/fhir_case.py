@@ -36,11 +36,12 @@ async def case_from_fhir(
     if output not in ("report", "bundle"):
         raise FhirUnprocessable("output must be 'report' or 'bundle'", expression=["output"])
     language = parse_language(parsed.language or query.get("language"), accept_language, limits)
+    references = {"subject": parsed.subject.reference, "image": parsed.image.reference}
+    for name, reference in references.items():
+        check_text_field(f"{name}.reference", reference, MAX_REFERENCE_CHARS)
     data = parsed.image.data
     if data is None:
         data = await server.fetch_attachment(str(parsed.image.url))
-    for name, reference in (("subject", parsed.subject.reference), ("image", parsed.image.reference)):
-        check_text_field(f"{name}.reference", reference, MAX_REFERENCE_CHARS)
     patient, subject, on_server = await resolve_subject(parsed.patient, parsed.subject, server)
     origin = FhirOrigin(
         output=output,  # type: ignore[arg-type]  # checked above

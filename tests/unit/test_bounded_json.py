@@ -119,3 +119,10 @@ def test_arbitrary_bytes_give_a_value_or_json_rejected(data: bytes) -> None:
 def test_structural_noise_never_escapes_as_another_error(text: str) -> None:
     with contextlib.suppress(JsonRejected):
         loads(text)
+
+
+def test_lone_surrogates_are_refused_and_pairs_kept() -> None:
+    assert loads(r'["\ud83d\ude00"]') == ["\U0001f600"]
+    for text in (r'{"a": "x\ud800"}', r'{"\udfff": 1}', r'["\uDC00\uD800"]'):
+        with pytest.raises(JsonRejected, match="surrogate"):
+            loads(text)
