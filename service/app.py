@@ -21,6 +21,7 @@ from service import __version__
 from service.api.audit import AuditController
 from service.api.audit_trail import audit_middleware
 from service.api.auth import AUTH_ROUTES, auth_guard
+from service.api.body_timeout import body_timeout
 from service.api.dicomweb import DicomWebController
 from service.api.fhir import FhirController
 from service.api.hardening import (
@@ -149,6 +150,7 @@ def create_app(
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[
             request_context_middleware,
+            body_timeout(settings.body_idle_timeout_s, settings.body_timeout_s),
             metrics_middleware,
             security_headers_middleware,
             audit_middleware,

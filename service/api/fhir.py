@@ -12,6 +12,7 @@ from typing import Any
 
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.params import FromPath
+from litestar.response import Stream
 
 from fhir_mappings.conformance import capability_statement, operation_definition
 from service import __version__
@@ -157,7 +158,7 @@ class FhirController(Controller):
         return await result_response(services, job_id, str(job.meta.get("output", "report")))
 
     @get("/jobs/{job_id:str}/events", opt=READ)
-    async def job_events(self, request: Request[Any, Any, Any], job_id: FromPath[str]) -> Any:
+    async def job_events(self, request: Request[Any, Any, Any], job_id: FromPath[str]) -> Stream:
         """The job's SSE stream (so a telemedicine UI can watch an EHR-started job)."""
         services = services_of(request)
         await owned_job(request, job_id)
