@@ -151,6 +151,9 @@ class JobManager:
                 yield event
                 if event.name in ev.TERMINAL_EVENTS:
                     return
+            if (unwritten := await self._unwritten_end(job_id)) is not None:
+                yield StoredEvent(after + 1, ev.ERROR, unwritten)
+                return
             if batch:
                 quiet_since = loop.time()
             elif keepalive_s is not None and loop.time() - quiet_since >= keepalive_s:
@@ -158,6 +161,15 @@ class JobManager:
                 yield None
             wait = keepalive_s if keepalive_s is not None else 5.0
             await self.store.wait_for_events(job_id, after, wait)
+
+    async def _unwritten_end(self, job_id: str) -> dict[str, Any] | None:
+        """The problem this process's worker could not store as the job's end (a full disk),
+        while the job still stands at that attempt — so a blocking request is answered."""
+        ended = self.worker.unwritten_end(job_id) if self.worker is not None else None
+        if ended is None:
+            return None
+        job = await self.store.get_job(job_id)
+        return ended[1] if job is not None and job.attempt == ended[0] else None
 
     async def result(self, job_id: str) -> RunResult:
         """The job's result once it has ended."""
