@@ -27,7 +27,7 @@ from service.pipeline.narrators.summary import summarize
 from service.pipeline.ports import OutputAdapter, PipelineDeps
 from service.report.pdf import PdfRenderer
 from service.settings import Settings
-from service.store import JobStore, open_store
+from service.store import JobStore, SealingKeyError, open_store
 from service.worker import Worker
 
 log = get_logger(__name__)
@@ -92,7 +92,11 @@ def build_services(
         model.share_passes(settings.classify_max_batch)
     narrator = build_narrator(settings)
     server = fhir_server or FhirServer(settings)
-    store = open_store(settings, store_path)
+    try:
+        store = open_store(settings, store_path)
+    except SealingKeyError as refused:  # says which file and why, never the key
+        log.error("store.encryption_key_refused", reason=str(refused))
+        raise
 
     def heatmap(image: Image.Image, classification: Classification) -> bytes:
         return heatmap_png(classifier, image, classification)

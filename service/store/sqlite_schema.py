@@ -80,8 +80,9 @@ def fence_key(fence: Fence) -> tuple[str, str, int]:
 
 
 class Transaction:
-    """`with Transaction(db, lock) as db:` BEGIN IMMEDIATE … COMMIT, ROLLBACK on error (also
-    after a failed COMMIT, e.g. disk full, which would leave the transaction open)."""
+    """`with Transaction(db, lock) as db:` BEGIN IMMEDIATE … COMMIT, ROLLBACK on error — unless
+    SQLite already rolled back (so the original error is raised, not "no transaction"), and
+    also after a failed COMMIT, which may leave the transaction open."""
 
     def __init__(self, db: sqlite3.Connection, lock: threading.Lock) -> None:
         self.db, self.lock = db, lock
@@ -97,7 +98,10 @@ class Transaction:
 
     def __exit__(self, kind: object, *_: object) -> None:
         try:
-            self.db.execute("ROLLBACK" if kind else "COMMIT")
+            if not kind:
+                self.db.execute("COMMIT")
+            elif self.db.in_transaction:  # SQLITE_FULL / IOERR may have rolled it back already
+                self.db.execute("ROLLBACK")
         except BaseException:
             if self.db.in_transaction:
                 self.db.execute("ROLLBACK")
