@@ -85,6 +85,11 @@ def build_services(
     `store_path=":memory:"` keeps nothing on disk (the CLI); `outputs=[]` skips FHIR and DICOM;
     `with_worker=False` makes an API-only process (`serve --no-worker`).
     """
+    try:  # first: a key file that cannot be used stops the start before models load
+        store = open_store(settings, store_path)
+    except SealingKeyError as refused:  # says which file and why, never the key
+        log.error("store.encryption_key_refused", reason=str(refused))
+        raise
     backend = resolve_backend(settings)
     screener = load_screener(settings, backend)
     classifier = screener.classifier
@@ -92,11 +97,6 @@ def build_services(
         model.share_passes(settings.classify_max_batch)
     narrator = build_narrator(settings)
     server = fhir_server or FhirServer(settings)
-    try:
-        store = open_store(settings, store_path)
-    except SealingKeyError as refused:  # says which file and why, never the key
-        log.error("store.encryption_key_refused", reason=str(refused))
-        raise
 
     def heatmap(image: Image.Image, classification: Classification) -> bytes:
         return heatmap_png(classifier, image, classification)
