@@ -12,9 +12,11 @@ directory). A size-limited real filesystem is driven end to end in
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
+import psycopg
 import pytest
 from PIL import Image
 
@@ -23,8 +25,11 @@ from service.intake.cases import Limits
 from service.jobs import JobManager
 from service.pipeline.domain import Attachment, Report
 from service.store import SqliteStore
+from service.store.postgres import PostgresStore
 from service.worker import Worker
 from tests.support.factories import ScriptedNarrator, fake_deps, intake
+from tests.support.postgres import PostgresServer
+from tests.support.postgres_fixture import postgres  # noqa: F401
 
 pytestmark = pytest.mark.anyio
 CASE = ({"version": 1, "case_id": "x"}, b"\xff\xd8" + b"photo" * 40_000)
@@ -151,3 +156,44 @@ async def test_the_waiter_is_released_when_even_the_error_event_cannot_be_writte
         assert (await jobs.result(submission.job_id)).completed
     finally:
         await jobs.worker.stop(0)
+
+
+async def test_a_read_only_postgresql_is_503_and_readiness_follows(
+    postgres: PostgresServer,  # noqa: F811
+) -> None:
+    name = f"t{uuid.uuid4().hex[:12]}"
+    store = PostgresStore(postgres.create_database(name))
+    store.probe.ttl_s = 0.0
+    try:
+        await store.create_job("j1", "diagnose", {}, CASE)
+        assert await store.writable()
+
+        def read_only(on: bool) -> None:
+            with psycopg.connect(postgres.dsn, autocommit=True) as admin:
+                setting = "on" if on else "off"
+                admin.execute(
+                    f"ALTER DATABASE {name} SET default_transaction_read_only = {setting}"
+                )
+                admin.execute(  # the store's connections start again, with the setting
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = %s AND pid <> pg_backend_pid()",
+                    (name,),
+                )
+
+        await asyncio.to_thread(read_only, True)
+        for _ in range(3):  # the first calls may meet a terminated connection: also a fault
+            with pytest.raises(StorageFault) as refused:
+                await store.create_job("j2", "diagnose", {}, CASE)
+        assert (
+            refused.value.status == 503 and refused.value.problem()["code"] == "storage-unavailable"
+        )
+        assert not await store.writable()
+        assert await store.get_case("j1") == CASE  # reads still answer
+        await asyncio.to_thread(read_only, False)
+        for _ in range(3):
+            if await store.writable():
+                break
+        assert await store.writable()
+        await store.create_job("j2", "diagnose", {}, CASE)
+    finally:
+        await store.close()
