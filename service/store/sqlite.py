@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from service.errors import StoredDataUnreadable
-from service.store.private_files import private_db_file, probe_file
+from service.store.private_files import private_db_file
 from service.store.records import (
     CANCELLED,
     EXHAUSTED,
@@ -40,9 +40,10 @@ from service.store.sqlite_schema import (
     fence_key,
     job_record,
 )
+from service.store.sqlite_upkeep import SqliteUpkeep
 
 
-class SqliteDb(SqliteReads, SqliteAudit):
+class SqliteDb(SqliteReads, SqliteAudit, SqliteUpkeep):
     """Synchronous SQLite access; every method is one short transaction."""
 
     def __init__(
@@ -252,18 +253,6 @@ class SqliteDb(SqliteReads, SqliteAudit):
         if deleted:
             self.checkpoint()
         return deleted
-
-    def checkpoint(self) -> None:
-        """Copy the WAL into the file and truncate it (erased rows leave the -wal file)."""
-        with self._lock:
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-
-    def probe_write(self) -> None:
-        """A small real write to the data directory and the database (readiness)."""
-        if str(self.path) != ":memory:":
-            probe_file(self.path.parent)
-        with self._tx() as db:
-            db.execute("INSERT OR REPLACE INTO write_probe (id, at) VALUES (1, ?)", (now_iso(),))
 
     def prune(self) -> int:
         cutoff = (dt.datetime.now(dt.UTC) - self.retention).isoformat(timespec="milliseconds")
