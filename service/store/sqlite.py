@@ -74,7 +74,11 @@ class SqliteDb(SqliteReads, SqliteAudit, SqliteUpkeep):
                 "SELECT job_id, data FROM cases ORDER BY rowid DESC LIMIT 1"
             ).fetchone()
         if newest is not None:
-            self.sealer.check(bytes(newest[1]), str(newest[0]), "case")
+            try:
+                self.sealer.check(bytes(newest[1]), str(newest[0]), "case")
+            except BaseException:
+                self._db.close()
+                raise
 
     def _tx(self) -> Any:
         """BEGIN IMMEDIATE … COMMIT (rolled back on error), under the process lock."""
