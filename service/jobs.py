@@ -155,6 +155,9 @@ class JobManager:
                 ended = ended or event.name in ev.TERMINAL_EVENTS
             if ended:
                 return
+            if (unwritten := await self._unwritten_end(job_id)) is not None:
+                yield StoredEvent(after + 1, ev.ERROR, unwritten)
+                return
             if batch:
                 quiet_since = loop.time()
             elif (job := await self.store.get_job(job_id)) is None or job.finished:
@@ -164,6 +167,15 @@ class JobManager:
                 yield None
             wait = keepalive_s if keepalive_s is not None else 5.0
             await self.store.wait_for_events(job_id, after, wait)
+
+    async def _unwritten_end(self, job_id: str) -> dict[str, Any] | None:
+        """The problem this process's worker could not store as the job's end (a full disk),
+        while the job still stands at that attempt — so a blocking request is answered."""
+        ended = self.worker.unwritten_end(job_id) if self.worker is not None else None
+        if ended is None:
+            return None
+        job = await self.store.get_job(job_id)
+        return ended[1] if job is not None and job.attempt == ended[0] else None
 
     async def result(self, job_id: str) -> RunResult:
         """The job's result once it has ended."""

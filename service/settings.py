@@ -125,6 +125,12 @@ class Settings(BaseSettings):
     store_path: Path | None = Field(
         default=None, description="SQLite file (default data_dir/skinscreen.db)."
     )
+    encryption_key_file: Path | None = Field(
+        default=None,
+        description="File with a 32-byte key (64 hex digits, mode 0600): stored photos and "
+        "artifacts (PDFs, FHIR/DICOM outputs) are sealed with AES-256-GCM; unset: stored as "
+        "they are.",
+    )
     job_retention_hours: int = 72
     max_jobs_stored: int = 2000
     sse_keepalive_s: float = 15.0
