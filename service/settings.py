@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     # --- case text (every door) ---------------------------------------------------------------
     max_name_chars: int = Field(default=200, description="Longest patient name accepted.")
     max_history_chars: int = Field(default=4000, description="Longest history text accepted.")
+    pdf_render_budget_s: float = Field(
+        default=20.0, gt=0, description="Seconds one PDF layout may take before the run fails."
+    )
 
     # --- classifier ---------------------------------------------------------------------------
     models_dir: Path = REPO_ROOT / "models"
