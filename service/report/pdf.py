@@ -5,8 +5,8 @@ from __future__ import annotations
 import base64
 import io
 import threading
-from concurrent.futures import Future
 from collections.abc import Sequence
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit

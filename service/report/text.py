@@ -18,7 +18,7 @@ ZERO_WIDTH_SPACE = "\u200b"
 #: A run this long without whitespace gets a break opportunity every this many characters
 #: (narrower than the narrowest PDF cell, so a line never waits for a break).
 BREAK_EVERY = 24
-_RUN = re.compile(r"\S{%d,}" % (BREAK_EVERY + 1))
+_RUN = re.compile(r"\S{" + str(BREAK_EVERY + 1) + ",}")
 #: Joiners and selectors glue their neighbours; never break next to them.
 _GLUE = frozenset("\u200c\u200d\u2060\ufeff") | {chr(c) for c in range(0xFE00, 0xFE10)}
 

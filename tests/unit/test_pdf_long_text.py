@@ -72,9 +72,7 @@ def _pdf_text(pdf: bytes) -> str:
 def test_a_megabyte_word_in_history_and_name_renders_clipped_with_a_notice(
     photo: Image.Image,
 ) -> None:
-    report = make_report(
-        "en", patient=Patient(name="N" * ONE_MB), history="H" * ONE_MB, notices=()
-    )
+    report = make_report("en", patient=Patient(name="N" * ONE_MB), history="H" * ONE_MB, notices=())
     started = time.monotonic()
     pdf = PdfRenderer(text_limits=TextLimits(name=50, history=300)).render(report, photo)
     assert time.monotonic() - started < 60  # hang guard: unshaped, this layout takes hours
