@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     # --- images -------------------------------------------------------------------------------
     max_image_pixels: int = 40_000_000
     min_image_side: int = 32
+    decode_concurrency: int = Field(
+        default=2, ge=1, description="Images (and DICOM instances) decoding at the same time."
+    )
 
     # --- case text (every door) ---------------------------------------------------------------
     max_name_chars: int = Field(default=200, description="Longest patient name accepted.")
