@@ -116,6 +116,8 @@ def _budget(head: bytes, inflater: zlib._Decompress, encoded: int, limits: Image
     if not at:
         if inflater.eof:
             return len(head)  # no Pixel Data at all: the normal checks refuse it
+        if len(head) < HEADER_BYTES:
+            raise InvalidDicom("the deflated data set is truncated")
         raise ImageTooLarge(
             f"the deflated header is over {HEADER_BYTES} bytes before Pixel Data",
             limit_pixels=limits.max_pixels,
