@@ -1,7 +1,8 @@
 """Names and histories in Thai, Devanagari, Ethiopic, Arabic and Hebrew: rendered in the PDF with
 real glyphs (the Noto fonts are installed), and never in the logs — not even through the
 third-party libraries (WeasyPrint's ".notdef glyph" warning quotes the text it cannot render;
-a private-use name forces that warning)."""
+one character per record, so characters and code points are checked too; a private-use name
+forces that warning)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ PATIENTS = {
     "ethiopic": ("አበበ ቢቂላ", "ለሦስት ሳምንታት ማሳከክ"),
     "arabic": ("محمد الأحمد", "حكة منذ ثلاثة أسابيع"),
     "hebrew": ("דוד כהן", "גירוד כבר שלושה שבועות"),
-    "no-font": ("\ue000\ue001\ue002\ue003", "\ue010\ue011\ue012\ue013"),  # private use
+    # plane-16 private use: no font has these, so WeasyPrint logs each one as a .notdef glyph
+    "no-font": ("\U0010fffd\U0010fffc\U0010fffb", "\U0010fff0\U0010fff1\U0010fff2"),
 }
 FONTS = {
     "thai": "th",
@@ -86,6 +88,9 @@ def test_no_log_line_holds_any_part_of_a_name_or_history(
     for script, (name, history) in PATIENTS.items():
         for piece in _substrings(name) | _substrings(history):
             assert piece not in logs, f"{script}: {piece!r} from the request is in the logs"
+        for char in set(name + history) - set(" "):
+            assert char not in logs, f"{script}: {char!r} from the request is in the logs"
+            assert f"U+{ord(char):04X}" not in logs, f"{script}: U+{ord(char):04X} is in the logs"
 
 
 @pytest.mark.skipif(shutil.which("pdftotext") is None, reason="poppler-utils not installed")
