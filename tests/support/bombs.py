@@ -2,6 +2,8 @@
 
 - `png_bomb`: a valid PNG of `width` x `height` black RGB pixels (tens of MP in ~100 KB).
 - `deflated_dicom`: a genuine Deflated Explicit VR Little Endian instance (it must be accepted).
+- `rle_bomb`: an RLE Lossless instance declaring 64 x 64 RGB whose three segments each
+  replicate runs to 64 x `segment` bytes (PackBits: 2 bytes make 128).
 - `deflate_bomb`: a deflated VL Photographic instance declaring a small image whose data set
   inflates to `inflated` bytes: zeros in a private element before Pixel Data (`where="header"`),
   or Pixel Data far longer than Rows x Columns needs (`where="pixels"`).
@@ -16,7 +18,8 @@ from typing import Literal
 from PIL import Image
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import dcmwrite, write_dataset, write_file_meta_info
-from pydicom.uid import DeflatedExplicitVRLittleEndian
+from pydicom.encaps import encapsulate
+from pydicom.uid import DeflatedExplicitVRLittleEndian, RLELossless
 
 from tests.dicom_factory import photo_dataset
 
@@ -91,3 +94,19 @@ def _zeros(packer: zlib._Compress, count: int) -> list[bytes]:
         pieces.append(packer.compress(_ZEROS[:step]))
         count -= step
     return pieces
+
+
+def rle_bomb(segment: int = 4 << 20, side: int = 64) -> bytes:
+    """An RLE instance whose segments decode to 64 times their size, far past Rows x Columns."""
+    ds = photo_dataset(Image.new("RGB", (side, side), (200, 150, 120)))
+    ds.file_meta.TransferSyntaxUID = RLELossless
+    runs = b"\x81\x00" * (segment // 2)  # 0x81: repeat the next byte 128 times
+    offsets = [64 + i * len(runs) for i in range(3)]
+    table = struct.pack("<16L", 3, *offsets, *([0] * 12))
+    ds.PixelData = encapsulate([table + runs * 3])
+    ds["PixelData"].VR = "OB"
+    ds.PlanarConfiguration = 1
+    ds.PhotometricInterpretation = "RGB"
+    buffer = DicomBytesIO()
+    dcmwrite(buffer, ds, enforce_file_format=True)
+    return buffer.getvalue()

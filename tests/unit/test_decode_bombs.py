@@ -19,7 +19,7 @@ from service.dicom.decode import decode_dicom
 from service.errors import DicomMismatch, ImageTooLarge, InvalidDicom
 from service.images import ImageLimits, decode_image
 from tests import dicom_factory as factory
-from tests.support.bombs import deflate_bomb, deflated_dicom, png_bomb
+from tests.support.bombs import deflate_bomb, deflated_dicom, png_bomb, rle_bomb
 
 BIG = ImageLimits(max_pixels=100_000_000)  # so the size limit alone does not stop the bombs
 
@@ -28,7 +28,7 @@ import json, resource, sys
 from service.dicom.decode import decode_dicom
 from service.errors import ServiceError
 from service.images import ImageLimits, decode_image
-from tests.support.bombs import deflate_bomb, png_bomb
+from tests.support.bombs import deflate_bomb, png_bomb, rle_bomb
 
 limits = ImageLimits(max_pixels=100_000_000)
 bombs = {
@@ -36,6 +36,7 @@ bombs = {
     "deflate-header": (decode_dicom, deflate_bomb(600 << 20, where="header")),
     "deflate-pixels": (decode_dicom, deflate_bomb(600 << 20, where="pixels")),
     "deflate-declared": (decode_dicom, deflate_bomb(9000 * 9000 * 3, where="pixels", side=9000)),
+    "rle": (decode_dicom, rle_bomb(2 << 20)),
 }
 peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 out = {}
@@ -55,9 +56,10 @@ def test_bombs_are_refused_without_allocating() -> None:
         [sys.executable, "-c", _MEASURE], capture_output=True, text=True, timeout=300, check=True
     )
     measured = json.loads(result.stdout.strip().splitlines()[-1])
-    assert set(measured) == {"png", "deflate-header", "deflate-pixels", "deflate-declared"}
+    assert set(measured) == {"png", "deflate-header", "deflate-pixels", "deflate-declared", "rle"}
     for name, (outcome, grown_mb) in measured.items():
-        assert outcome == "413 image-too-large", name
+        expected = "422 dicom-mismatch" if name == "rle" else "413 image-too-large"
+        assert outcome == expected, name
         assert grown_mb < 300, f"{name}: peak RSS grew {grown_mb:.0f} MB"
 
 
@@ -113,3 +115,8 @@ def test_a_jpeg_frame_declaring_a_huge_image_in_few_bytes_is_refused() -> None:
     ds.Rows, ds.Columns = 6000, 6000
     with pytest.raises(ImageTooLarge, match="decompression bomb"):
         decode_dicom(factory.to_bytes(ds))
+
+
+def test_rle_segments_that_decode_past_rows_and_columns_are_refused() -> None:
+    with pytest.raises(DicomMismatch, match="RLE segment"):
+        decode_dicom(rle_bomb(64 << 10))
