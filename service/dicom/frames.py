@@ -9,6 +9,7 @@ size of its own, so its runs are counted against one byte plane per segment.
 from __future__ import annotations
 
 import io
+import itertools
 import struct
 
 from PIL import Image, UnidentifiedImageError
@@ -62,7 +63,7 @@ def _check_rle(frame: bytes, plane: int, bands: int) -> None:
     if not 1 <= count <= 15 or count != bands:
         raise DicomMismatch(f"the RLE frame has {count} segments; the pixel module needs {bands}")
     bounds = [*offsets[:count], len(frame)]
-    for start, end in zip(bounds, bounds[1:], strict=False):
+    for start, end in itertools.pairwise(bounds):
         if not 64 <= start <= end <= len(frame) or not _fits(frame, start, end, plane):
             raise DicomMismatch("an RLE segment decodes to more than Rows x Columns bytes")
 

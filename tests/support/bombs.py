@@ -16,9 +16,9 @@ import zlib
 from typing import Literal
 
 from PIL import Image
+from pydicom.encaps import encapsulate
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import dcmwrite, write_dataset, write_file_meta_info
-from pydicom.encaps import encapsulate
 from pydicom.uid import DeflatedExplicitVRLittleEndian, RLELossless
 
 from tests.dicom_factory import photo_dataset
