@@ -19,7 +19,7 @@ from service.report.labels import (
     STATUS_LABELS,
 )
 from service.report.markup import render_markdownish
-from service.report.text import TextLimits, shape
+from service.report.text import TextLimits, clip, shape
 
 MISSING = "—"
 #: DICOM identifiers shown in the PDF: label and the normalized keys they may arrive under.
@@ -51,8 +51,8 @@ class _Shaper:
         self.limits = limits
         self.omitted = 0
 
-    def __call__(self, text: str, limit: int) -> str:
-        shaped = shape(text, limit)
+    def __call__(self, text: str, limit: int, *, breaks: bool = True) -> str:
+        shaped = shape(text, limit) if breaks else clip(text, limit)
         self.omitted += shaped.omitted
         return shaped.text
 
@@ -98,7 +98,9 @@ def report_context(
             "height": report.source.height,
             "media_type": report.source.media_type,
             "sha256": report.source.sha256[:16] or MISSING,
-            "dicom": [(k, text(v, sizes.value)) for k, v in _dicom_uids(report.source.dicom)],
+            "dicom": [  # UIDs get copied: clipped, never given zero-width spaces (CSS breaks them)
+                (k, text(v, sizes.value, breaks=False)) for k, v in _dicom_uids(report.source.dicom)
+            ],
         },
         "rows": rows,
         "gate": {
