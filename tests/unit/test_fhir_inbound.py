@@ -86,7 +86,7 @@ def test_media_example_gif_and_binary_jpeg(shared_dir: Path) -> None:
         today=TODAY,
     )
     assert media.image.content_type == "image/gif"
-    assert media.image.reference == "Media/example"
+    assert media.image.reference is None  # inline: not on any server, so the report contains it
     assert media.image.data is not None
     assert Image.open(io.BytesIO(media.image.data)).size == (126, 145)
     assert (media.language, media.output) == ("vi", "bundle")
