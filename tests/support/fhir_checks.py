@@ -1,4 +1,4 @@
-"""FHIR checks shared by the tests: a resource is valid R4 by three independent validators."""
+"""FHIR checks shared by the tests: a resource is valid R4 by four independent checks."""
 
 from __future__ import annotations
 
@@ -9,9 +9,17 @@ from typing import Any
 from fhir.resources.R4B import get_fhir_model_class
 from fhirclient.models.fhirelementfactory import FHIRElementFactory
 
+from fhir_mappings.invariants import errors as invariant_errors
 from fhir_mappings.validation import R4SchemaValidator
 
 _VALIDATORS: dict[Path, R4SchemaValidator] = {}
+
+#: Invariants known to fail on what we emit today, each with the commit that will fix it.
+#: TODO(lead): obs-7 — the finding Observation repeats its code among its components while it
+#: carries a value; the lead's rewrite of `resources.finding_observation` fixes it. Remove
+#: "obs-7" from this set when that commit lands (test_fhir_invariants.test_obs7_pending fails
+#: then, as a reminder).
+KNOWN_VIOLATIONS: frozenset[str] = frozenset({"obs-7"})
 
 
 def schema_validator(shared_dir: Path) -> R4SchemaValidator:
@@ -23,8 +31,10 @@ def schema_validator(shared_dir: Path) -> R4SchemaValidator:
 
 
 def assert_valid_r4(resource: dict[str, Any], shared_dir: Path) -> None:
-    """The official R4 schema, fhirclient (R4) and fhir.resources (R4B) all accept it."""
+    """The official R4 schema, the R4 invariants (FHIRPath, `fhir_mappings.invariants`),
+    fhirclient (R4) and fhir.resources (R4B) all accept it."""
     assert schema_validator(shared_dir).validate(resource) == []
+    assert invariant_errors(resource, KNOWN_VIOLATIONS) == []
     parsed = FHIRElementFactory.instantiate(
         resource["resourceType"], json.loads(json.dumps(resource))
     )
