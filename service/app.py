@@ -23,6 +23,7 @@ from service.api.audit_trail import audit_middleware
 from service.api.auth import AUTH_ROUTES, auth_guard
 from service.api.dicomweb import DicomWebController
 from service.api.fhir import FhirController
+from service.api.fhir_search import FhirSearchController
 from service.api.hardening import (
     cors_config,
     security_headers_before_send,
@@ -133,6 +134,7 @@ def create_app(
             metrics_page,
             RestController,
             FhirController,
+            FhirSearchController,
             DicomWebController,
             index_page,
             static_router(settings.templates_dir),

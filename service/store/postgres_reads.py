@@ -65,3 +65,18 @@ class PostgresReads:
     async def get_case(self, job_id: str) -> tuple[dict[str, Any], bytes] | None:
         rows = await self._fetch("SELECT record, data FROM cases WHERE job_id=%s", (job_id,))
         return (dict(rows[0][0]), bytes(rows[0][1])) if rows else None
+
+    async def indexed_jobs(
+        self, artifact: str, client: str | None = None
+    ) -> list[tuple[JobRecord, bytes]]:
+        cols = ", ".join(f"j.{c.strip()}" for c in COLS.split(","))
+        sql = (
+            f"SELECT {cols}, a.content FROM jobs j JOIN artifacts a "
+            "ON a.job_id = j.id AND a.kind = %s WHERE j.status = 'completed'"
+        )
+        args: tuple[str, ...] = (artifact,)
+        if client is not None:
+            sql += " AND COALESCE(j.meta->>'client', 'anonymous') = %s"
+            args += (client,)
+        rows = await self._fetch(sql + " ORDER BY j.created DESC, j.id DESC", args)
+        return [(job_record(row[:-1]), bytes(row[-1])) for row in rows]

@@ -81,3 +81,19 @@ class SqliteReads:
                 "SELECT record, data FROM cases WHERE job_id=?", (job_id,)
             ).fetchone()
         return None if row is None else (json.loads(row[0]), bytes(row[1]))
+
+    def indexed_jobs(
+        self, artifact: str, client: str | None = None
+    ) -> list[tuple[JobRecord, bytes]]:
+        cols = ", ".join(f"j.{c.strip()}" for c in COLS.split(","))
+        sql = (
+            f"SELECT {cols}, a.content FROM jobs j JOIN artifacts a "
+            "ON a.job_id = j.id AND a.kind = ? WHERE j.status = 'completed'"
+        )
+        args: tuple[str, ...] = (artifact,)
+        if client is not None:
+            sql += " AND COALESCE(json_extract(j.meta, '$.client'), 'anonymous') = ?"
+            args += (client,)
+        with self._lock:
+            rows = self._db.execute(sql + " ORDER BY j.created DESC, j.id DESC", args).fetchall()
+        return [(job_record(row[:-1]), bytes(row[-1])) for row in rows]

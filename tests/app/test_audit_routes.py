@@ -107,7 +107,7 @@ def test_search_is_a_valid_searchset_newest_first(client: TestClient[Any], r4_di
     assert link(bundle, "self") == {"_count": ["50"], "_offset": ["0"]}
     assert link(bundle, "next") is None
     first = bundle["entry"][0]
-    assert first["fullUrl"] == "http://testserver.local/fhir/AuditEvent/r5"
+    assert first["fullUrl"] == "http://127.0.0.1:8000/fhir/AuditEvent/r5"
     assert first["search"] == {"mode": "match"}
     for entry in bundle["entry"]:
         assert_valid_r4(entry["resource"], r4_dir)
@@ -174,7 +174,7 @@ def test_read_one_event_or_404(client: TestClient[Any], r4_dir: Path) -> None:
     event = response.json()
     assert_valid_r4(event, r4_dir)
     assert (event["id"], event["action"], event["outcome"]) == ("r3", "R", "4")
-    assert event["source"]["site"] == "http://testserver.local/fhir"
+    assert event["source"]["site"] == "http://127.0.0.1:8000/fhir"
     missing = client.get(f"/fhir/AuditEvent/{uuid.uuid4().hex}")
     assert missing.status_code == 404
     assert missing.json()["issue"][0]["code"] == "not-found"
