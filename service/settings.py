@@ -24,7 +24,10 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     public_base_url: str | None = Field(
-        default=None, description="Absolute base URL used in links (default: from the request)."
+        default=None,
+        description="Absolute base URL used in links (FHIR fullUrl, self/next, "
+        "Content-Location); default http://<host>:<port> from these settings, never the Host "
+        "header.",
     )
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, description="Request body limit.")
     log_level: str = "INFO"

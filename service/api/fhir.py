@@ -52,7 +52,8 @@ async def write_back_status(services: Services, job_id: str) -> dict[str, Any] |
 async def result_response(services: Services, job_id: str, output: str) -> Response[Any]:
     """The finished job's DiagnosticReport / Bundle, or its OperationOutcome (the answer of a
     synchronous `$diagnose`: 200, no Location — nothing is created at a URL the client asked
-    for). `X-Write-Back-Status` (`succeeded`/`failed`) tells whether it reached the FHIR server.
+    for; `X-Job-Id` names the case). `X-Write-Back-Status` (`succeeded`/`failed`) tells
+    whether it reached the FHIR server.
     """
     events = await services.store.events_after(job_id)
     last = events[-1] if events else None
@@ -62,7 +63,7 @@ async def result_response(services: Services, job_id: str, output: str) -> Respo
     stored = await services.store.get_artifact(job_id, kind)
     if stored is None:
         raise NotFound(f"job {job_id} has no FHIR output")
-    headers: dict[str, str] = {}
+    headers = {"X-Job-Id": job_id}
     write_back = await write_back_status(services, job_id)
     if write_back is not None:
         headers["X-Write-Back-Status"] = str(write_back.get("status"))
