@@ -17,7 +17,14 @@ from litestar.testing import TestClient
 
 from service.app import create_app
 from service.outputs.fhir import FhirOutput
-from tests.support.factories import ScriptedNarrator, fake_deps, fake_services, jpeg
+from service.settings import Settings
+from tests.support.factories import (
+    FixedScreener,
+    ScriptedNarrator,
+    fake_deps,
+    fake_services,
+    jpeg,
+)
 from tests.support.fhir_checks import assert_valid_r4
 
 FHIR = {"content-type": "application/fhir+json"}
@@ -27,9 +34,8 @@ PUBLIC = "https://fhir.clinic.example"
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient[Any]]:
-    services = fake_services(tmp_path, fake_deps(outputs=[FhirOutput()]))
-    settings = services.settings.model_copy(update={"public_base_url": PUBLIC})
-    services = services.__class__(**{**services.__dict__, "settings": settings})
+    settings = Settings(data_dir=tmp_path, job_lease_s=3.0, public_base_url=PUBLIC)
+    services = fake_services(tmp_path, fake_deps(outputs=[FhirOutput()]), settings)
     with TestClient(create_app(settings, services=services)) as test_client:
         yield test_client
 
@@ -175,6 +181,46 @@ def test_cancelled_async_job_is_404_and_failures_are_outcomes(tmp_path: Path) ->
         assert client.delete(path).status_code == 202
         gone = client.get(path)
         assert gone.status_code == 404 and gone.json()["resourceType"] == "OperationOutcome"
+
+
+def _async(client: TestClient[Any], query: str = "") -> dict[str, Any]:
+    image = {"contentType": "image/jpeg", "data": base64.b64encode(jpeg()).decode()}
+    body = json.dumps({"resourceType": "Parameters",
+                       "parameter": [{"name": "image", "valueAttachment": image}]})  # fmt: skip
+    accepted = client.post(
+        DIAGNOSE + query, content=body, headers={**FHIR, "prefer": "respond-async"}
+    )
+    assert accepted.status_code == 202, accepted.text
+    path = urlsplit(accepted.headers["content-location"]).path
+    deadline = time.monotonic() + 30
+    while (polled := client.get(path)).status_code == 202:
+        assert time.monotonic() < deadline
+    assert polled.status_code == 200
+    bundle: dict[str, Any] = polled.json()
+    return bundle
+
+
+def test_async_bundle_output_and_a_failed_case(tmp_path: Path, shared_dir: Path) -> None:
+    class Exploding(FixedScreener):
+        def screen(self, image: Any) -> Any:
+            raise RuntimeError("secret internals")
+
+    ok = fake_services(tmp_path / "ok", fake_deps(outputs=[FhirOutput()]))
+    with TestClient(create_app(ok.settings, services=ok)) as client:
+        bundle = _async(client, "?output=bundle")
+        assert_valid_r4(bundle, shared_dir)
+        (entry,) = bundle["entry"]
+        assert entry["response"] == {"status": "200 OK"}
+        assert entry["resource"]["type"] == "transaction"
+    failing = fake_services(tmp_path / "bad", fake_deps(screener=Exploding()))
+    with TestClient(create_app(failing.settings, services=failing)) as client:
+        bundle = _async(client)
+        assert_valid_r4(bundle, shared_dir)
+        (entry,) = bundle["entry"]
+        assert entry["response"]["status"].startswith("500")
+        outcome = entry["response"]["outcome"]
+        assert outcome["resourceType"] == "OperationOutcome" and "resource" not in entry
+        assert "secret" not in json.dumps(bundle)
 
 
 @pytest.mark.parametrize(
