@@ -1,7 +1,9 @@
 """The FHIR door's wire format: content negotiation, JSON decoding, FHIR responses and errors.
 
-JSON only (`application/fhir+json`, also `application/json`); XML is refused with 406 and the
-CapabilityStatement says so. Every error is an OperationOutcome with the right status.
+JSON only (`application/fhir+json`, also `application/json`) of FHIR R4: XML (`Accept` or
+`_format`) and other FHIR versions (`Accept: …; fhirVersion=3.0`) are refused with 406, and the
+CapabilityStatement says so. Every error is an OperationOutcome with the right status. Links
+are absolute and built from settings (`root_url`), never from the Host header.
 """
 
 from __future__ import annotations

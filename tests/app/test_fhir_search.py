@@ -258,7 +258,9 @@ def test_conformance_resources_are_served_at_their_canonicals(
     statement = client.get("/fhir/metadata").json()
     resources = {r["type"]: r for r in statement["rest"][0]["resource"]}
     assert "operation" not in statement["rest"][0]  # no system-level $diagnose
-    assert client.post("/fhir/$diagnose", content=b"{}", headers=FHIR).status_code in (404, 405)
+    system_level = client.post("/fhir/$diagnose", content=b"{}", headers=FHIR)
+    assert system_level.status_code == 404
+    assert system_level.json()["resourceType"] == "OperationOutcome"
     report = resources["DiagnosticReport"]
     assert {p["name"] for p in report["searchParam"]} >= {
         "subject", "patient", "identifier", "status", "date", "code", "_lastUpdated"
