@@ -65,6 +65,8 @@ def diagnostic_report(
             device_ref="#classifier",
             issued=issued_at,
         )
+        # dom-5: a contained resource carries no security label; the report's AIAST covers it.
+        finding.pop("meta", None)
         contained.append({"id": "finding", **finding})
         results.append("#finding")
     contained.append(

@@ -24,6 +24,7 @@ from service.api.auth import AUTH_ROUTES, auth_guard
 from service.api.body_timeout import body_timeout
 from service.api.dicomweb import DicomWebController
 from service.api.fhir import FhirController
+from service.api.fhir_search import FhirSearchController
 from service.api.hardening import (
     cors_config,
     security_headers_before_send,
@@ -137,6 +138,7 @@ def create_app(
             ReviewController,
             FhirController,
             FhirReviewController,
+            FhirSearchController,
             DicomWebController,
             index_page,
             static_router(settings.templates_dir),

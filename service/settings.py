@@ -25,8 +25,9 @@ class Settings(BaseSettings):
     port: int = 8000
     public_base_url: str | None = Field(
         default=None,
-        description="Absolute base URL used in links (Content-Location, the CapabilityStatement, "
-        "SMART discovery); default http://<host>:<port>. Never taken from the Host header.",
+        description="Absolute base URL used in links (FHIR fullUrl, self/next, Content-Location, "
+        "the CapabilityStatement, SMART discovery); default http://<host>:<port> from these "
+        "settings. Never taken from the Host header.",
     )
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, description="Request body limit.")
     body_idle_timeout_s: float = Field(

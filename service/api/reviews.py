@@ -106,7 +106,7 @@ class FhirReviewController(Controller):
     async def definition(self, request: Request[Any, Any, Any]) -> Response[Any]:
         """The OperationDefinition of `$review`."""
         check_accept(request)
-        return fhir_response(review_operation_definition(base_url(request)))
+        return fhir_response(review_operation_definition())
 
     @post("/DiagnosticReport/{report_id:str}/$review", status_code=200, opt=REVIEW)
     async def review(

@@ -129,6 +129,14 @@ class JobStore(Protocol):
         """(`Case.record()`, original bytes) of a job."""
         ...
 
+    async def indexed_jobs(
+        self, artifact: str, client: str | None = None
+    ) -> list[tuple[JobRecord, bytes]]:
+        """Completed jobs holding the artifact `artifact` (a small search index), newest
+        first, each with that artifact's content; only `client`'s when given (a job stored
+        without an owner belongs to `anonymous`)."""
+        ...
+
     async def delete_job(self, job_id: str) -> bool:
         """Erase a job with its case, events and artifacts."""
         ...

@@ -101,3 +101,22 @@ class PostgresReads:
         )
         if rows:
             self.sealer.check(bytes(rows[0][1]), str(rows[0][0]), "case")
+
+    async def indexed_jobs(
+        self, artifact: str, client: str | None = None
+    ) -> list[tuple[JobRecord, bytes]]:
+        cols = ", ".join(f"j.{c.strip()}" for c in COLS.split(","))
+        sql = (
+            f"SELECT {cols}, a.content FROM jobs j JOIN artifacts a "
+            "ON a.job_id = j.id AND a.kind = %s WHERE j.status = 'completed'"
+        )
+        args: tuple[str, ...] = (artifact,)
+        if client is not None:
+            sql += " AND COALESCE(j.meta->>'client', 'anonymous') = %s"
+            args += (client,)
+        rows = await self._fetch(sql + " ORDER BY j.created DESC, j.id DESC", args)
+        records = [job_record(row[:-1]) for row in rows]
+        return [
+            (job, self.sealer.open(bytes(row[-1]), job.id, artifact))
+            for job, row in zip(records, rows, strict=True)
+        ]

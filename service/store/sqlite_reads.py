@@ -87,3 +87,23 @@ class SqliteReads:
         if row is None:
             return None
         return json.loads(row[0]), self.sealer.open(bytes(row[1]), job_id, "case")
+
+    def indexed_jobs(
+        self, artifact: str, client: str | None = None
+    ) -> list[tuple[JobRecord, bytes]]:
+        cols = ", ".join(f"j.{c.strip()}" for c in COLS.split(","))
+        sql = (
+            f"SELECT {cols}, a.content FROM jobs j JOIN artifacts a "
+            "ON a.job_id = j.id AND a.kind = ? WHERE j.status = 'completed'"
+        )
+        args: tuple[str, ...] = (artifact,)
+        if client is not None:
+            sql += " AND COALESCE(json_extract(j.meta, '$.client'), 'anonymous') = ?"
+            args += (client,)
+        with self._lock:
+            rows = self._db.execute(sql + " ORDER BY j.created DESC, j.id DESC", args).fetchall()
+        records = [job_record(row[:-1]) for row in rows]
+        return [
+            (job, self.sealer.open(bytes(row[-1]), job.id, artifact))
+            for job, row in zip(records, rows, strict=True)
+        ]

@@ -142,6 +142,11 @@ class SqliteStore:
     async def get_case(self, job_id: str) -> tuple[dict[str, Any], bytes] | None:
         return await self._run(self.db.get_case, job_id)
 
+    async def indexed_jobs(
+        self, artifact: str, client: str | None = None
+    ) -> list[tuple[JobRecord, bytes]]:
+        return await self._run(self.db.indexed_jobs, artifact, client)
+
     async def delete_job(self, job_id: str) -> bool:
         return await self._run(self.db.delete_job, job_id)
 

@@ -206,7 +206,12 @@ def test_fhir_sync_bundle_and_async_poll(client: TestClient[Any]) -> None:
         polled = client.get(status_url)
         if polled.status_code != 202:
             break
-    assert polled.status_code == 200 and polled.json()["resourceType"] == "DiagnosticReport"
+    assert polled.status_code == 200 and polled.json()["type"] == "batch-response"
+    (entry,) = polled.json()["entry"]
+    assert entry["resource"]["resourceType"] == "DiagnosticReport"
+    assert entry["response"]["status"] == "201 Created"
+    report_id = entry["resource"]["id"]
+    assert entry["response"]["location"].endswith(f"/fhir/DiagnosticReport/{report_id}")
 
 
 def test_cancel_and_conflict(tmp_path: Path) -> None:

@@ -128,7 +128,7 @@ def test_hostile_fhir_json_is_a_400_operation_outcome(client: TestClient[Any], b
 
 
 @pytest.mark.parametrize(
-    "path", ["/fhir/nope", "/fhir/Patient/1", "/fhir/DiagnosticReport", "/fhir/", "/fhir/%00"]
+    "path", ["/fhir/nope", "/fhir/Observation/1", "/fhir/Media", "/fhir/", "/fhir/%00"]
 )
 def test_every_unrouted_fhir_path_is_an_operation_outcome(
     client: TestClient[Any], path: str

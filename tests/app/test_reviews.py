@@ -122,6 +122,12 @@ def test_confirm_makes_a_final_version_with_codes_history_pdf_dicom_and_event(
 
     pdf = client.get(f"/api/v1/reports/{case_id}.pdf").content
     assert b"reviewed v2 by Dr. Jane Roe" in pdf
+    # search sees the reviewed version
+    for status, total in (("final", 1), ("preliminary", 0)):
+        found = client.get(
+            "/fhir/DiagnosticReport", params={"_id": case_id, "status": status}
+        ).json()
+        assert found["total"] == total, status
     new_dicom = pydicom.dcmread(io.BytesIO(client.get(f"/api/v1/reports/{case_id}.dcm").content))
     assert new_dicom.SOPInstanceUID != old_dicom.SOPInstanceUID
     assert new_dicom.StudyInstanceUID == old_dicom.StudyInstanceUID
