@@ -54,3 +54,61 @@ def test_a_dicom_case_links_its_patient(
     subject = report["subject"]
     assert subject["identifier"] == {"system": system, "value": "P-0042"}
     assert "Kim" in subject["display"] and "Minjun" in subject["display"]
+
+
+def _references(node: Any) -> list[str]:
+    found: list[str] = []
+    if isinstance(node, dict):
+        if isinstance(node.get("reference"), str):
+            found.append(node["reference"])
+        for value in node.values():
+            found += _references(value)
+    elif isinstance(node, list):
+        for item in node:
+            found += _references(item)
+    return found
+
+
+@pytest.mark.parametrize("inline", ["attachment", "media-with-id", "binary-with-id"])
+def test_every_reference_in_a_report_resolves(client: TestClient[Any], inline: str) -> None:
+    """Contained references point at contained resources; others are readable here."""
+    import base64
+    import json
+
+    from tests.support.factories import jpeg
+
+    data = base64.b64encode(jpeg()).decode()
+    image: dict[str, Any] = {"name": "image"}
+    if inline == "attachment":
+        image["valueAttachment"] = {"contentType": "image/jpeg", "data": data}
+    elif inline == "media-with-id":
+        image["resource"] = {
+            "resourceType": "Media",
+            "id": "m1",
+            "status": "completed",
+            "content": {"contentType": "image/jpeg", "data": data},
+        }
+    else:
+        image["resource"] = {
+            "resourceType": "Binary",
+            "id": "b1",
+            "contentType": "image/jpeg",
+            "data": data,
+        }
+    answer = client.post(
+        "/fhir/DiagnosticReport/$diagnose",
+        content=json.dumps({"resourceType": "Parameters", "parameter": [image]}),
+        headers={"content-type": FHIR, "accept": FHIR},
+    )
+    assert answer.status_code == 200, answer.text
+    report = answer.json()
+    contained = {c["id"] for c in report.get("contained", [])}
+    for reference in _references(report):
+        if reference.startswith("#"):
+            assert reference == "#" or reference[1:] in contained, reference
+        else:
+            read = client.get(f"/fhir/{reference}", headers={"accept": FHIR})
+            assert read.status_code == 200, reference
+    for form in report["presentedForm"]:
+        if "url" in form:
+            assert client.get(f"/fhir/{form['url']}", headers={"accept": FHIR}).status_code == 200
