@@ -96,6 +96,60 @@ REPORT_SECTIONS: tuple[str, ...] = (
 )
 
 
+ReferralLevel = Literal["urgent", "soon", "routine"]
+
+
+@dataclass(frozen=True)
+class Referral:
+    """The triage decision: how soon a clinician should see the patient, and why.
+
+    `runner_up` names the class that made it urgent when that class is not the top finding
+    (e.g. Carcinoma at 12 % under Milia at 80 %), with its probability.
+    """
+
+    level: ReferralLevel
+    reasons: tuple[str, ...]
+    runner_up: str | None = None
+    runner_up_probability: float | None = None
+    #: The malignancy threshold the decision used (P(Carcinoma) at or above → urgent).
+    threshold: float | None = None
+
+    def as_json(self) -> dict[str, object]:
+        """`{"level", "reasons", ...}` for the JSON contract and the events."""
+        body: dict[str, object] = {"level": self.level, "reasons": list(self.reasons)}
+        if self.runner_up is not None:
+            body["runner_up"] = {
+                "label": self.runner_up,
+                "probability": round(float(self.runner_up_probability or 0.0), 4),
+            }
+        if self.threshold is not None:
+            body["malignancy_threshold"] = self.threshold
+        return body
+
+
+ReviewDecision = Literal["confirm", "revise", "not_assessable"]
+REVIEW_DECISIONS: tuple[ReviewDecision, ...] = ("confirm", "revise", "not_assessable")
+
+
+@dataclass(frozen=True)
+class Review:
+    """A clinician's sign-off of a report; it makes report version `version`.
+
+    `finding` is the class the clinician stands behind: the AI finding for `confirm`, the
+    clinician's class for `revise`, None for `not_assessable`.
+    """
+
+    reviewer: str
+    decision: ReviewDecision
+    finding: str | None
+    reviewed_at: str
+    version: int
+    reviewer_id: str | None = None
+    comment: str | None = None
+    #: The client (API credentials) that recorded the review (audit; never shown).
+    client: str | None = None
+
+
 @dataclass(frozen=True)
 class Report:
     """The full structured report a run produces (rendered to PDF, FHIR, DICOM, JSON)."""
@@ -112,9 +166,18 @@ class Report:
     narrative: str
     narrator: ModelInfo
     generated_without_llm: bool
-    urgent_referral: bool
+    referral: Referral
     created_at: str
     notices: tuple[str, ...] = ()
+    #: The latest clinician review; None while the report is an unreviewed AI result.
+    review: Review | None = None
+    #: Earlier reviews, oldest first (a reviewed report can be reviewed again: an amendment).
+    earlier_reviews: tuple[Review, ...] = ()
+
+    @property
+    def version(self) -> int:
+        """Report version: 1 as produced, +1 per review."""
+        return self.review.version if self.review else 1
 
 
 @dataclass(frozen=True)

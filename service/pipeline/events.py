@@ -66,6 +66,7 @@ class ClassifiedData(TypedDict):
     confidence: float | None
     probabilities: NotRequired[dict[str, float]]
     model: dict[str, str]
+    referral: dict[str, object]
 
 
 class AnalysisData(TypedDict):

@@ -5,8 +5,12 @@ the PDF, the FHIR resources and the JSON contract.
 
 - `verdict`: rejection reasons (quality, not skin) win over uncertainty; uncertainty
   (`low_confidence`, `ambiguous`) makes a result `inconclusive`; no reason at all is `ok`.
-- `review_advised`: prompt in-person review for inconclusive results and whenever carcinoma is
-  the finding or a runner-up.
+- `referral`: the one triage decision (`urgent` | `soon` | `routine`, with reasons). `urgent`
+  whenever P(Carcinoma) reaches the malignancy threshold fitted for the model (see
+  `triage_config`), whatever its rank — a Milia 80 % / Carcinoma 12 % result is urgent and
+  names the carcinoma runner-up; inconclusive otherwise → `soon`; a rejected photo →
+  `routine` with reason `photo_not_assessable` (retake it, and see a clinician if the spot
+  bleeds, grows or does not heal — the probabilities of a rejected photo mean nothing).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from service.pipeline.domain import Classification, GateOutcome, Status
+from service.pipeline.domain import Classification, GateOutcome, Referral, Status
 from service.pipeline.quality import AMBIGUOUS, LOW_CONFIDENCE, NOT_SKIN
 
 #: Other classes at or above this probability are mentioned as runner-ups (at most two).
@@ -66,9 +70,30 @@ def candidates(classification: Classification) -> list[tuple[str, float]]:
     return order[:2] + [(lbl, p) for lbl, p in order[2:3] if p >= CANDIDATE_MIN]
 
 
-def review_advised(classification: Classification, gate: GateOutcome) -> bool:
-    """True for inconclusive results and whenever carcinoma is the finding or a runner-up."""
-    if gate.status != "ok":
-        return gate.status == "inconclusive"
-    labels = {classification.label, *(lbl for lbl, _ in runner_ups(classification))}
-    return CANCER in labels
+#: Reason codes of a referral (stable: they are in the JSON contract and the FHIR output).
+CARCINOMA_FINDING = "carcinoma_finding"
+CARCINOMA_PROBABILITY = "carcinoma_probability"
+INCONCLUSIVE = "inconclusive"
+PHOTO_NOT_ASSESSABLE = "photo_not_assessable"
+
+
+def referral(
+    classification: Classification, gate: GateOutcome, malignancy_threshold: float
+) -> Referral:
+    """The one triage decision every output reads (see the module docstring)."""
+    if gate.status == "rejected":
+        return Referral("routine", (PHOTO_NOT_ASSESSABLE,))
+    p_cancer = float(classification.probabilities.get(CANCER, 0.0))
+    if classification.label == CANCER:
+        return Referral("urgent", (CARCINOMA_FINDING,), threshold=malignancy_threshold)
+    if p_cancer >= malignancy_threshold:
+        return Referral(
+            "urgent",
+            (CARCINOMA_PROBABILITY,),
+            runner_up=CANCER,
+            runner_up_probability=p_cancer,
+            threshold=malignancy_threshold,
+        )
+    if gate.status == "inconclusive":
+        return Referral("soon", (INCONCLUSIVE, *gate.reasons), threshold=malignancy_threshold)
+    return Referral("routine", (), threshold=malignancy_threshold)

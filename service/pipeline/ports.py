@@ -9,12 +9,15 @@ from typing import Protocol
 from PIL import Image
 
 from service.pipeline.case import ArtifactSink, Case
-from service.pipeline.domain import Attachment, Classification, GateOutcome, Report
+from service.pipeline.domain import Attachment, Classification, GateOutcome, Referral, Report
 from service.pipeline.narrators.base import Narrator
 
 
 class Screening(Protocol):
     """Quality gate + classification in one call."""
+
+    #: The malignancy threshold fitted for this classifier (`pipeline.policy.referral`).
+    malignancy_threshold: float
 
     def screen(self, image: Image.Image) -> tuple[GateOutcome, Classification]:
         """Gate outcome (the one verdict) and classification of one RGB image."""
@@ -38,7 +41,9 @@ class Renderer(Protocol):
 class Summarizer(Protocol):
     """The one-paragraph summary of a verdict (no patient data)."""
 
-    def __call__(self, classification: Classification, gate: GateOutcome, language: str) -> str:
+    def __call__(
+        self, classification: Classification, gate: GateOutcome, referral: Referral, language: str
+    ) -> str:
         """Two or three sentences in `language`."""
         ...
 

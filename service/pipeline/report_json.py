@@ -4,17 +4,31 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.pipeline.domain import Classification, GateOutcome, Patient, Report, SourceImage
+from service.pipeline.domain import (
+    Classification,
+    GateOutcome,
+    Patient,
+    Referral,
+    Report,
+    SourceImage,
+)
 from service.pipeline.events import ClassifiedData
 
 
-def classification_json(classification: Classification, gate: GateOutcome) -> ClassifiedData:
+def classification_json(
+    classification: Classification, gate: GateOutcome, referral: Referral
+) -> ClassifiedData:
     """The REST/CLI classification contract (status and reasons are the one verdict, the
-    gate's); rejected images carry no probabilities."""
+    gate's; `referral` the one triage decision); rejected images carry no probabilities."""
     model = classification.model.as_dict()
     if gate.status == "rejected":
         return ClassifiedData(
-            status=gate.status, reasons=list(gate.reasons), label=None, confidence=None, model=model
+            status=gate.status,
+            reasons=list(gate.reasons),
+            label=None,
+            confidence=None,
+            model=model,
+            referral=referral.as_json(),
         )
     return ClassifiedData(
         status=gate.status,
@@ -23,6 +37,7 @@ def classification_json(classification: Classification, gate: GateOutcome) -> Cl
         confidence=round(classification.confidence, 6),
         probabilities={k: round(v, 6) for k, v in classification.probabilities.items()},
         model=model,
+        referral=referral.as_json(),
     )
 
 
@@ -71,11 +86,13 @@ def report_json(report: Report) -> dict[str, Any]:
         "history": report.history,
         "source": source_json(report.source),
         "gate": gate_json(report.gate),
-        "classification": classification_json(report.classification, report.gate),
+        "classification": classification_json(report.classification, report.gate, report.referral),
         "summary": report.summary,
         "sections": dict(report.sections),
         "narrative": report.narrative,
         "narrator": {**report.narrator.as_dict(), "without_llm": report.generated_without_llm},
-        "urgent_referral": report.urgent_referral,
+        "referral": report.referral.as_json(),
+        #: Kept for clients of the first release: `referral.level == "urgent"`.
+        "urgent_referral": report.referral.level == "urgent",
         "notices": list(report.notices),
     }

@@ -29,7 +29,7 @@ from service.pipeline.domain import Classification, GateOutcome, Report
 from service.pipeline.links import case_links
 from service.pipeline.narration import Narration, narrate
 from service.pipeline.narrators.base import NarrationRequest
-from service.pipeline.policy import review_advised
+from service.pipeline.policy import referral as triage
 from service.pipeline.ports import PipelineDeps
 from service.pipeline.report_json import classification_json, gate_json, report_json
 
@@ -73,13 +73,14 @@ async def run_case(
                 gate=gate_json(gate),
             ),
         )
-        yield ev.Event(ev.CLASSIFIED, classification_json(classification, gate))
+        referral = triage(classification, gate, deps.screener.malignancy_threshold)
+        yield ev.Event(ev.CLASSIFIED, classification_json(classification, gate, referral))
         if mode == "classify":
             if explain:
                 await _heatmap(deps, image, classification, gate, sink)
             yield _completed(case, {}, started)
             return
-        summary = deps.summarize(classification, gate, case.language)
+        summary = deps.summarize(classification, gate, referral, case.language)
         yield ev.Event(ev.ANALYSIS, ev.AnalysisData(summary=summary, language=case.language))
         if mode == "analyze":
             yield _completed(case, {}, started)
@@ -94,6 +95,7 @@ async def run_case(
             history=case.history,
             classification=classification,
             gate=gate,
+            referral=referral,
             image=image,
         )
         narrate_started = time.perf_counter()
@@ -113,7 +115,7 @@ async def run_case(
             narrative=narration.text,
             narrator=narration.narrator.info,
             generated_without_llm=narration.narrator.without_llm,
-            urgent_referral=review_advised(classification, gate),
+            referral=referral,
             created_at=_now(),
             notices=tuple(narration.notices),
         )

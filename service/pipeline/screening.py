@@ -28,6 +28,7 @@ from service.pipeline.gate_config import (
 from service.pipeline.ood import feature_source, forward
 from service.pipeline.policy import confidence_reasons, verdict
 from service.pipeline.quality import measure, quality_reasons
+from service.pipeline.triage_config import TriageConfig
 
 log = get_logger(__name__)
 
@@ -84,8 +85,14 @@ class Screener:
         config: GateConfig,
         inconclusive_below: float,
         inconclusive_margin: float,
+        malignancy_threshold: float | None = None,
     ) -> None:
         self.classifier = classifier
+        #: P(Carcinoma) at or above → `urgent` (`pipeline.policy.referral`); fitted per weights.
+        if malignancy_threshold is None:
+            triage = TriageConfig.load(config.directory) if config.directory else TriageConfig()
+            malignancy_threshold = triage.threshold_for(classifier.info)
+        self.malignancy_threshold = malignancy_threshold
         self.config = config
         self.inconclusive_below = inconclusive_below
         self.inconclusive_margin = inconclusive_margin

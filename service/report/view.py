@@ -8,6 +8,8 @@ from typing import Any
 from babel.support import Translations
 
 from service.pipeline.domain import CLASSES, REPORT_SECTIONS, ModelInfo, Report
+from service.pipeline.narrators.content import catalog
+from service.pipeline.narrators.knowledge import percent
 from service.report.i18n import format_datetime_local
 from service.report.labels import (
     CLASS_LABELS,
@@ -61,6 +63,8 @@ def report_context(report: Report, t: Translations) -> dict[str, Any]:
     patient = report.patient
     return {
         "report": report,
+        "referral": referral_box(report),
+        "review": review_block(report),
         "created": format_datetime_local(report.created_at, report.language),
         "patient": {
             "name": patient.name or MISSING,
@@ -92,4 +96,43 @@ def report_context(report: Report, t: Translations) -> dict[str, Any]:
             (_("Classifier"), _model(report.classification.model)),
             (_("Report writer"), _model(report.narrator)),
         ],
+    }
+
+
+def referral_box(report: Report) -> dict[str, str] | None:
+    """Title and line of the referral box (urgent: red, soon: amber; none when routine)."""
+    level = report.referral.level
+    if level == "routine":
+        return None
+    text = catalog(report.language).text
+    if level == "urgent" and report.referral.runner_up:
+        line = text["summary_urgent_probability"].format(
+            name=catalog(report.language).entries[report.referral.runner_up].short_name,
+            confidence=percent(report.referral.runner_up_probability or 0.0),
+        )
+    else:
+        line = text["summary_urgent" if level == "urgent" else "summary_soon"]
+    return {"level": level, "title": text[f"referral_{level}"], "text": line}
+
+
+def review_block(report: Report) -> dict[str, Any]:
+    """The review status: pending (an unreviewed AI result) or who signed it, when, and how."""
+    cat = catalog(report.language)
+    review = report.review
+    if review is None:
+        return {"pending": True, "title": cat.text["review_pending"], "lines": []}
+    who = review.reviewer + (f" ({review.reviewer_id})" if review.reviewer_id else "")
+    when = format_datetime_local(review.reviewed_at, report.language)
+    if review.decision == "revise" and review.finding:
+        decision = cat.text["review_revise"].format(name=cat.entries[review.finding].name)
+    else:
+        decision = cat.text[f"review_{review.decision}"]
+    lines = [decision]
+    if review.comment:
+        lines.append(cat.text["reviewer_comment"].format(comment=review.comment))
+    return {
+        "pending": False,
+        "title": cat.text["review_block"].format(reviewer=who, date=when),
+        "lines": lines,
+        "version": review.version,
     }

@@ -426,15 +426,20 @@ function el(tag, props = {}, ...children) {
   return node;
 }
 
+// The one triage decision comes from the server (`referral`); the page never re-decides it.
 function renderUrgent() {
-  const r = state.result;
-  const carcinoma = r && r.status !== "rejected" && r.label === "Carcinoma";
-  const inconclusive = r && r.status === "inconclusive";
-  const show = Boolean(carcinoma || inconclusive || state.urgent);
-  $("urgent").hidden = !show;
-  $("urgent-text").textContent = show
-    ? t(inconclusive && !carcinoma ? "urgent.inconclusive" : "urgent.carcinoma")
-    : "";
+  const referral = state.result?.referral;
+  const level = referral?.level || (state.urgent ? "urgent" : "routine");
+  const show = level === "urgent" || level === "soon";
+  const box = $("urgent");
+  box.hidden = !show;
+  box.classList.toggle("soon", level === "soon");
+  box.dataset.level = level;
+  box.querySelector(".urgent-title").textContent = t(level === "soon" ? "soon.title" : "urgent.title");
+  let text = "";
+  if (level === "soon") text = t("urgent.inconclusive");
+  else if (level === "urgent") text = t(referral?.runner_up ? "urgent.runner_up" : "urgent.carcinoma");
+  $("urgent-text").textContent = text;
 }
 
 function renderResult() {
@@ -744,7 +749,7 @@ function handleEvent(name, data) {
       scheduleNarrative();
       break;
     case "report.completed":
-      state.urgent = Boolean(data.report?.urgent_referral);
+      state.urgent = data.report?.referral?.level === "urgent";
       if (data.report?.gate && state.result) state.result.gate = data.report.gate;
       renderResult();
       setStep("pdf", "active");

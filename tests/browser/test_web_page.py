@@ -164,8 +164,12 @@ def test_classify_then_stream_report_and_download_pdf(
     assert page.get_attribute("#bars li:first-child", "data-class") == top
     assert "top" in (page.get_attribute("#bars li:first-child", "class") or "")
     assert page.inner_text("#result .badge") == s[f"status.{status}"]
-    urgent = top == "Carcinoma" or status == "inconclusive"
-    assert page.is_visible("#urgent") == urgent
+    level = page.get_attribute("#urgent", "data-level")
+    assert level in {"urgent", "soon", "routine"}
+    assert page.is_visible("#urgent") == (level != "routine")
+    if top == "Carcinoma":
+        assert level == "urgent"
+        assert page.inner_text("#urgent .urgent-title") == s["urgent.title"]
     assert page.is_visible("#heatmap-toggle")
     page.check("#heatmap-toggle")
     assert page.is_visible("#heatmap-img")

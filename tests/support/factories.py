@@ -32,11 +32,14 @@ from service.pipeline.domain import (
 from service.pipeline.narrators.base import NarrationRequest, NarratorUnavailable
 from service.pipeline.narrators.sections import split_sections
 from service.pipeline.narrators.summary import summarize
+from service.pipeline.policy import referral
 from service.pipeline.ports import OutputAdapter, PipelineDeps
 from service.settings import Settings
 from service.store import SqliteStore
 
 MODEL = ModelInfo("test-classifier", "1", "0" * 64)
+#: Malignancy threshold of the fakes (the real ones are fitted per model: models/triage.json).
+TEST_THRESHOLD = 0.05
 NARRATOR = ModelInfo("test-narrator", "1", "1" * 64, kind="narrator")
 
 
@@ -63,15 +66,20 @@ def narration_request(
     patient: Patient | None = None,
     history: str | None = None,
     image: Image.Image | None = None,
+    verdict: GateOutcome | None = None,
+    language: str = "en",
 ) -> NarrationRequest:
-    """What a narrator gets for an `ok` Acne result (90 %), English."""
+    """What a narrator gets (default: an `ok` Acne result (90 %), English)."""
+    result = result or classification("Acne", 0.9)
+    verdict = verdict or GateOutcome(status="ok")
     return NarrationRequest(
         case_id=case_id,
-        language="en",
+        language=language,
         patient=patient or Patient(age=30, sex="female"),
         history=history,
-        classification=result or classification("Acne", 0.9),
-        gate=GateOutcome(status="ok"),
+        classification=result,
+        gate=verdict,
+        referral=referral(result, verdict, TEST_THRESHOLD),
         image=image,
     )
 
@@ -95,20 +103,22 @@ def make_report(
 ) -> Report:
     """A finished report with fixed content (for output mappings and the PDF)."""
     reasons = {"rejected": ("not_skin",), "inconclusive": ("low_confidence",)}.get(status, ())
+    result = Classification(probs or probabilities("Acne", 0.71), MODEL)
+    verdict = GateOutcome(status, reasons)
     return Report(
         case_id="case-123",
         language="en",
         patient=Patient(name="Test"),
         history=None,
         source=SourceImage("image/jpeg", "cd" * 32, 320, 240, fhir_reference=fhir_reference),
-        classification=Classification(probs or probabilities("Acne", 0.71), MODEL),
-        gate=GateOutcome(status, reasons),
+        classification=result,
+        gate=verdict,
         summary="s",
         sections={},
         narrative="n",
         narrator=NARRATOR,
         generated_without_llm=True,
-        urgent_referral=False,
+        referral=referral(result, verdict, TEST_THRESHOLD),
         created_at="2025-03-01T10:00:00+00:00",
     )
 
@@ -121,6 +131,7 @@ class FixedScreener:
     ) -> None:
         self.verdict = verdict or gate("ok")
         self.result = result or classification()
+        self.malignancy_threshold = TEST_THRESHOLD
 
     def screen(self, image: Image.Image) -> tuple[GateOutcome, Classification]:
         return self.verdict, self.result

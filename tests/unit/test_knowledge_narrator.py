@@ -20,7 +20,7 @@ from service.pipeline.domain import (
     Status,
 )
 from service.pipeline.narrators.base import NarrationRequest, Narrator
-from service.pipeline.narrators.content import age_band
+from service.pipeline.narrators.content import age_band, catalog
 from service.pipeline.narrators.knowledge import (
     CONTENT_VERSION,
     KnowledgeNarrator,
@@ -30,6 +30,8 @@ from service.pipeline.narrators.knowledge import (
 )
 from service.pipeline.narrators.sections import SECTION_TITLES, split_sections
 from service.pipeline.narrators.summary import summarize
+from service.pipeline.policy import referral
+from tests.support.factories import TEST_THRESHOLD
 
 HANGUL = re.compile(r"[\uac00-\ud7a3]")
 VIETNAMESE = re.compile(
@@ -73,7 +75,8 @@ def request(
         patient=patient or Patient(),
         history=history,
         classification=c,
-        gate=GateOutcome(status=status, reasons=reasons),
+        gate=(verdict := GateOutcome(status=status, reasons=reasons)),
+        referral=referral(c, verdict, TEST_THRESHOLD),
     )
 
 
@@ -255,33 +258,61 @@ def test_percent_never_claims_certainty() -> None:
     ]  # fmt: skip
 
 
+def summary_of(c: Classification, verdict: GateOutcome, language: str) -> str:
+    return summarize(c, verdict, referral(c, verdict, TEST_THRESHOLD), language)
+
+
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_summarize_covers_every_status(language: str) -> None:
-    urgent = {
-        "en": "urgent in-person",
-        "ko": "신속한 대면 진료",
-        "vi": "khám trực tiếp khẩn",
-    }[language]
-    ok = summarize(classification("Milia", 0.81), GateOutcome("ok"), language)
-    assert knowledge_entry("Milia", language).short_name in ok.casefold() and "81%" in ok
-    assert urgent not in ok
-    cancer = summarize(classification("Carcinoma"), GateOutcome("ok"), language)
-    assert urgent in cancer
-    unsure = summarize(
-        classification("Acne", 0.4, "Rosacea", 0.35), GateOutcome("inconclusive"), language
+    text = catalog(language).text
+    urgent, soon, disclaimer = (
+        text["summary_urgent"],
+        text["summary_soon"],
+        text["summary_disclaimer"],
     )
-    assert "40%" in unsure and "35%" in unsure and urgent in unsure
-    rejected = summarize(
+    ok = summary_of(classification("Milia", 0.81), GateOutcome("ok"), language)
+    assert knowledge_entry("Milia", language).short_name in ok.casefold() and "81%" in ok
+    assert urgent not in ok and text["summary_routine"] in ok
+    cancer = summary_of(classification("Carcinoma"), GateOutcome("ok"), language)
+    assert urgent in cancer
+    low_risk = {"Acne": 0.4, "Rosacea": 0.35, "Eczema": 0.15, "Milia": 0.06, "Keratosis": 0.03}
+    unsure = summary_of(
+        Classification({**low_risk, "Carcinoma": 0.01}, MODEL),
+        GateOutcome("inconclusive"),
+        language,
+    )
+    assert "40%" in unsure and "35%" in unsure and soon in unsure and urgent not in unsure
+    rejected = summary_of(
         classification("Carcinoma"),
         GateOutcome("rejected", ("blurred", "not_skin", "unheard_of", "also_unknown")),
         language,
     )
     assert not any(n in rejected.casefold() for n in localized_names(language))
     assert "%" not in rejected and urgent not in rejected
+    assert text["rejected_see_clinician"] in rejected
     # the summary (also the FHIR conclusion) cannot repeat patient data: it is not given any
-    assert list(inspect.signature(summarize).parameters) == ["classification", "gate", "language"]
-    for text in (ok, cancer, unsure, rejected):
-        assert 2 <= len(re.findall(r"[.!?](?:\s|$)", text)) <= 3, text
+    assert list(inspect.signature(summarize).parameters) == [
+        "classification",
+        "gate",
+        "referral",
+        "language",
+    ]
+    for summary in (ok, cancer, unsure, rejected):
+        assert summary.endswith(disclaimer), summary
+        assert 3 <= len(re.findall(r"[.!?。](?:\s|$)", summary)) <= 5, summary
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_a_carcinoma_runner_up_under_the_threshold_rank_is_urgent_without_reassurance(
+    language: str,
+) -> None:
+    """Milia 80 % / Carcinoma 12 %: urgent, the carcinoma named, no benign Milia summary."""
+    c = Classification({**dict.fromkeys(CLASSES, 0.02), "Milia": 0.80, "Carcinoma": 0.12}, MODEL)
+    summary = summary_of(c, GateOutcome("ok"), language)
+    entry = knowledge_entry("Milia", language)
+    assert entry.summary not in summary
+    assert knowledge_entry("Carcinoma", language).short_name in summary and "12%" in summary
+    assert summary.endswith(catalog(language).text["summary_disclaimer"])
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
@@ -291,9 +322,9 @@ def test_summarize_maps_every_reason_code(language: str) -> None:
     phrases = set()
     for code in codes:
         gate = GateOutcome("rejected", (code,))
-        phrases.add(summarize(classification("Acne"), gate, language))
+        phrases.add(summary_of(classification("Acne"), gate, language))
     assert len(phrases) == len(codes)
-    unknown = summarize(classification("Acne"), GateOutcome("rejected"), language)
+    unknown = summary_of(classification("Acne"), GateOutcome("rejected"), language)
     assert unknown not in phrases
 
 
@@ -302,6 +333,6 @@ def test_the_gate_verdict_alone_decides() -> None:
     c = classification("Acne", 0.45, "Rosacea", 0.4)
     unsure = GateOutcome("inconclusive", ("low_confidence",))
     assert "unsure" in compose_narrative(request(c, status="inconclusive", reasons=unsure.reasons))
-    assert "urgent" in summarize(c, unsure, "en")
+    assert "within the next few weeks" in summary_of(c, unsure, "en")
     assert "unsure" not in compose_narrative(request(c))
-    assert "urgent" not in summarize(c, GateOutcome("ok"), "en")
+    assert "within the next few weeks" not in summary_of(c, GateOutcome("ok"), "en")

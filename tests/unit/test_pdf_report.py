@@ -19,8 +19,11 @@ from service.pipeline.domain import (
     ModelInfo,
     Patient,
     Report,
+    Review,
     SourceImage,
 )
+from service.pipeline.narrators.content import catalog
+from service.pipeline.policy import referral
 from service.report.pdf import Attachment, LocalOnlyFetcher, PdfRenderer, page_counter_css
 from service.settings import REPO_ROOT
 
@@ -39,11 +42,7 @@ EXPECTED = {  # labels, class names, no-LLM label, date, disclaimer, page counte
     "vi": "Báo cáo sàng lọc da|Bệnh nhân|Mụn trứng cá|Chàm|Được tạo mà không dùng mô hình ngôn ngữ|"
     "4 thg 3, 2025|không phải là chẩn đoán|Trang 1 / 1",
 }
-URGENT = {
-    "ko": "피부과 전문의의 신속한 대면 진료를 권고합니다",
-    "en": "Urgent in-person dermatology assessment recommended",
-    "vi": "Khuyến nghị khám trực tiếp chuyên khoa da liễu khẩn cấp",
-}
+URGENT = {language: catalog(language).text["summary_urgent"] for language in ("ko", "en", "vi")}
 SECTIONS = {
     "observations": "Papules and **comedones** on the cheek.\n\n- closed comedones\n- few pustules",
     "recommendations": "1. Gentle cleanser\n2. Topical retinoid <script>alert(1)</script>",
@@ -77,7 +76,11 @@ def make_report(language: str, top: str = "Acne", status: str = "ok", **changes:
         narrative="",
         narrator=ModelInfo("knowledge", "2025.1", "d00d" * 16, kind="narrator"),
         generated_without_llm=True,
-        urgent_referral=top == "Carcinoma" or status == "inconclusive",
+        referral=referral(
+            Classification(probabilities, ModelInfo("m", "1", "0" * 64)),
+            GateOutcome(status=status, reasons=("low_confidence",) if status != "ok" else ()),  # type: ignore[arg-type]
+            0.05,
+        ),
         created_at="2025-03-04T14:05:00+00:00",
         notices=("narrator_fallback",),
     )
@@ -152,17 +155,39 @@ def test_report_pdf(renderer: PdfRenderer, photo: Image.Image, language: str) ->
 
 
 @pytest.mark.parametrize(
-    ("top", "status", "urgent"),
-    [("Carcinoma", "ok", True), ("Acne", "inconclusive", True), ("Eczema", "ok", False)],
+    ("top", "status", "level"),
+    [("Carcinoma", "ok", "urgent"), ("Acne", "inconclusive", "soon"), ("Eczema", "ok", "routine")],
 )
-def test_urgent_referral_box(
-    renderer: PdfRenderer, photo: Image.Image, top: str, status: str, urgent: bool
+def test_referral_box(
+    renderer: PdfRenderer, photo: Image.Image, top: str, status: str, level: str
 ) -> None:
     report = make_report("en", top=top, status=status)
-    assert report.urgent_referral is urgent
+    assert report.referral.level == level
     html = renderer.render_html(report, "data:image/jpeg;base64,", None)
-    assert ('id="urgent-referral"' in html) is urgent
-    assert (URGENT["en"] in html) is urgent
+    assert ('id="urgent-referral"' in html) is (level == "urgent")
+    assert ('id="soon-referral"' in html) is (level == "soon")
+    assert (URGENT["en"] in html) is (level == "urgent")
+    # an unreviewed report says so
+    assert catalog("en").text["review_pending"] in html
+
+
+def test_a_reviewed_report_shows_who_signed_it(renderer: PdfRenderer) -> None:
+    review = Review(
+        reviewer="Dr. Jane Roe",
+        reviewer_id="NPI-123",
+        decision="revise",
+        finding="Eczema",
+        reviewed_at="2025-03-05T09:30:00+00:00",
+        version=2,
+        comment="Scaly plaque; see you in 4 weeks.",
+    )
+    html = renderer.render_html(make_report("en", review=review), "data:,", None)
+    assert "Reviewed by Dr. Jane Roe (NPI-123) on" in html
+    assert "Finding revised by the reviewing clinician to: eczema" in html.replace(
+        "Eczema", "eczema"
+    )
+    assert "Scaly plaque; see you in 4 weeks." in html
+    assert catalog("en").text["review_pending"] not in html
 
 
 def test_html_is_escaped_and_missing_values_dash(renderer: PdfRenderer) -> None:

@@ -25,6 +25,8 @@ from service.pipeline.narrators.prompts import (
     user_prompt,
 )
 from service.pipeline.narrators.sections import heading
+from service.pipeline.policy import referral
+from tests.support.factories import TEST_THRESHOLD
 
 MODEL = ModelInfo(name="clf", version="1", sha256="0" * 64)
 PATIENT = Patient(
@@ -52,8 +54,9 @@ def _request(
         language=language,
         patient=PATIENT,
         history=history,
-        classification=Classification(probabilities=probs, model=MODEL),
-        gate=GateOutcome(status=status, reasons=("low_confidence",) if status != "ok" else ()),
+        classification=(result := Classification(probabilities=probs, model=MODEL)),
+        gate=(verdict := GateOutcome(status, ("low_confidence",) if status != "ok" else ())),
+        referral=referral(result, verdict, TEST_THRESHOLD),
         image=image,
     )
 

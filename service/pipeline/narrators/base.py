@@ -8,7 +8,7 @@ from typing import Protocol
 
 from PIL import Image
 
-from service.pipeline.domain import Classification, GateOutcome, ModelInfo, Patient
+from service.pipeline.domain import Classification, GateOutcome, ModelInfo, Patient, Referral
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,8 @@ class NarrationRequest:
     history: str | None
     classification: Classification
     gate: GateOutcome
+    #: The triage decision (`pipeline.policy.referral`); prompts and the output guard read it.
+    referral: Referral
     image: Image.Image | None = None
 
 

@@ -93,9 +93,22 @@ def _patient_notes(cat: Catalog, entry: KnowledgeEntry, patient: Patient) -> lis
     return notes
 
 
+def _others(request: NarrationRequest) -> list[tuple[str, float]]:
+    """Runner-ups to name: the close ones, plus a carcinoma that made the referral urgent."""
+    others = runner_ups(request.classification)
+    flagged = request.referral.runner_up
+    if flagged and flagged not in {lbl for lbl, _ in others}:
+        others.append((flagged, request.referral.runner_up_probability or 0.0))
+    return others
+
+
+def _cancer_flagged(request: NarrationRequest) -> bool:
+    return request.referral.runner_up == CANCER
+
+
 def _ok(cat: Catalog, request: NarrationRequest) -> dict[str, str]:
     c = request.classification
-    entry, others, text = cat.entries[c.label], runner_ups(request.classification), cat.text
+    entry, others, text = cat.entries[c.label], _others(request), cat.text
     finding = text["finding"].format(name=entry.name, confidence=percent(c.confidence))
     if others:
         finding += " " + text["runner_up"].format(candidates=_listing(cat, others))
@@ -110,7 +123,7 @@ def _ok(cat: Catalog, request: NarrationRequest) -> dict[str, str]:
     if others:
         differential.append(text["model_alternatives"].format(candidates=_listing(cat, others)))
     recommendations = list(entry.recommendations)
-    if c.label != CANCER and CANCER in {lbl for lbl, _ in others}:
+    if _cancer_flagged(request):
         recommendations.insert(0, text["cancer_runner_up"])
     return {
         "observations": "\n\n".join(observations),
@@ -136,7 +149,10 @@ def _inconclusive(cat: Catalog, request: NarrationRequest) -> dict[str, str]:
         "observations": f"{listing} {text['scope']}\n\n{_history(cat, request.history)}",
         "differential": f"{text['candidates_intro']}\n{_bullets(lines)}",
         "red_flags": _bullets(cat.inconclusive["red_flags"]),
-        "recommendations": _bullets(cat.inconclusive["recommendations"]),
+        "recommendations": _bullets(
+            ([text["cancer_runner_up"]] if _cancer_flagged(request) else [])
+            + list(cat.inconclusive["recommendations"])
+        ),
         "follow_up": text["inconclusive_follow_up"],
     }
 
