@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import subprocess
 from collections.abc import Iterator
-from dataclasses import replace
 
 import httpx
 import pytest
@@ -23,7 +22,6 @@ from service.pipeline.narrators.factory import knowledge_fallback
 from service.pipeline.narrators.knowledge import compose_narrative
 from service.pipeline.narrators.openai_compat import OpenAICompatNarrator
 from service.pipeline.narrators.sections import split_sections
-from service.pipeline.policy import referral
 from tests.sse_client import SseEvent, iter_sse
 from tests.support.factories import classification, narration_request
 from tests.support.faulty_llm import FaultyLlm
@@ -53,8 +51,7 @@ Follow the plan agreed with the clinician.
 
 
 def _request(label: str, p: float) -> NarrationRequest:
-    request = narration_request(result=classification(label, p))
-    return replace(request, referral=referral(request.classification, request.gate))
+    return narration_request(result=classification(label, p))
 
 
 async def _narrate(url: str, request: NarrationRequest) -> tuple[list[ev.Event], Narration]:

@@ -3,30 +3,20 @@
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, replace
 
 import pytest
 
-from service.pipeline.domain import CLASSES, GateOutcome
+from service.pipeline.domain import CLASSES, GateOutcome, Referral
 from service.pipeline.narrators import guard
 from service.pipeline.narrators.content import catalog
 from service.pipeline.narrators.knowledge import compose_narrative
 from service.pipeline.narrators.sections import render_sections, split_sections
+from service.pipeline.policy import PHOTO_NOT_ASSESSABLE
 from tests.support.factories import classification, narration_request
 
-
-@dataclass(frozen=True)
-class Triage:
-    """What the guard reads of a referral (it takes any object with these fields)."""
-
-    level: str = "routine"
-    reasons: tuple[str, ...] = ()
-    runner_up: str | None = None
-    runner_up_probability: float | None = None
-
-
-ROUTINE, URGENT = Triage(), Triage("urgent", ("carcinoma_probability",))
-REJECTED = Triage("soon", ("rejected_photo",))
+ROUTINE = Referral("routine", ())
+URGENT = Referral("urgent", ("carcinoma_finding",))
+REJECTED = Referral("routine", (PHOTO_NOT_ASSESSABLE,))
 
 GOOD = {
     "en": """## Observations
@@ -259,14 +249,12 @@ def test_a_missing_urgent_line_is_inserted(language: str) -> None:
 
 
 def test_the_urgent_line_names_the_runner_up_when_the_template_can() -> None:
-    referral = Triage("urgent", ("carcinoma_runner_up",), "Carcinoma", 0.22)
+    referral = Referral("urgent", ("carcinoma_probability",), "Carcinoma", 0.22)
     for language in LANGS:
         text = catalog(language).text
         line = guard.urgent_line(language, referral)
-        if "summary_urgent_probability" in text:
-            assert "22%" in line
-        else:
-            assert line == text["summary_urgent"]
+        name = catalog(language).entries["Carcinoma"].short_name
+        assert line == text["summary_urgent_probability"].format(name=name, confidence="22%")
         assert guard.urgent_line(language, URGENT) == text["summary_urgent"]
 
 
@@ -292,11 +280,10 @@ def test_the_knowledge_fallback_never_breaks_a_rejecting_rule(
 ) -> None:
     """What the run falls back to passes the rules that would reject it."""
     reasons = {"ok": (), "inconclusive": ("low_confidence",), "rejected": ("not_skin",)}[status]
-    request = replace(
-        narration_request(result=classification(label, 0.6)),
+    request = narration_request(
+        result=classification(label, 0.6),
         language=language,
-        gate=GateOutcome(status, reasons),  # type: ignore[arg-type]
+        verdict=GateOutcome(status, reasons),  # type: ignore[arg-type]
     )
-    referral = REJECTED if status == "rejected" else ROUTINE
-    findings = guard.find(compose_narrative(request), language, referral)
+    findings = guard.find(compose_narrative(request), language, request.referral)
     assert not {f.rule for f in findings} & guard.REJECTING

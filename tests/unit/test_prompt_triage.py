@@ -3,25 +3,19 @@ sends no probabilities; medicine names are banned, not only doses."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 
 from service.pipeline.domain import GateOutcome
 from service.pipeline.narrators.base import NarrationRequest
 from service.pipeline.narrators.knowledge import knowledge_entry
 from service.pipeline.narrators.prompts import system_prompt, user_prompt
-from service.pipeline.policy import referral
 from tests.support.factories import classification, narration_request
 
 LANGS = ("en", "ko", "vi")
 
 
 def _request(label: str, p: float, language: str = "en", **others: float) -> NarrationRequest:
-    request = replace(
-        narration_request(result=classification(label, p, **others)), language=language
-    )
-    return replace(request, referral=referral(request.classification, request.gate))
+    return narration_request(result=classification(label, p, **others), language=language)
 
 
 @pytest.mark.parametrize("language", LANGS)
@@ -46,9 +40,11 @@ def test_a_malignant_runner_up_is_named_with_its_probability(language: str) -> N
 
 @pytest.mark.parametrize("language", LANGS)
 def test_a_rejected_photo_sends_no_probabilities(language: str) -> None:
-    request = _request("Carcinoma", 0.7, language)
-    gate = GateOutcome("rejected", ("not_skin",))
-    rejected = replace(request, gate=gate, referral=referral(request.classification, gate))
+    rejected = narration_request(
+        result=classification("Carcinoma", 0.7),
+        language=language,
+        verdict=GateOutcome("rejected", ("not_skin",)),
+    )
     text = user_prompt(rejected)
     assert "%" not in text and "70" not in text
     assert knowledge_entry("Carcinoma", language).name not in text

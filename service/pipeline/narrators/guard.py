@@ -25,12 +25,13 @@ import unicodedata
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import Literal, Protocol
+from typing import Literal
 
-from service.pipeline.domain import REPORT_SECTIONS
+from service.pipeline.domain import REPORT_SECTIONS, Referral
 from service.pipeline.narrators.content import catalog
 from service.pipeline.narrators.knowledge import percent
 from service.pipeline.narrators.sections import PREAMBLE, render_sections, split_sections
+from service.pipeline.policy import PHOTO_NOT_ASSESSABLE
 
 Rule = Literal["drug", "dose", "missing_section", "reassurance", "missing_urgent"]
 Action = Literal["accept", "repair", "reject"]
@@ -38,22 +39,6 @@ Action = Literal["accept", "repair", "reject"]
 REJECTING: frozenset[Rule] = frozenset({"drug", "dose", "missing_section"})
 #: Sections a rejected photo's narrative needs (it has no findings to discuss).
 REJECTED_PHOTO_SECTIONS = ("observations", "recommendations")
-
-
-class ReferralLike(Protocol):
-    """What the guard reads of `policy.Referral`."""
-
-    @property
-    def level(self) -> str: ...
-
-    @property
-    def reasons(self) -> tuple[str, ...]: ...
-
-    @property
-    def runner_up(self) -> str | None: ...
-
-    @property
-    def runner_up_probability(self) -> float | None: ...
 
 
 @dataclass(frozen=True)
@@ -152,16 +137,16 @@ def _sentences(text: str) -> list[str]:
     return [s for line in text.splitlines() for s in _SENTENCE_END.split(line) if s.strip()]
 
 
-def required_sections(referral: ReferralLike) -> tuple[str, ...]:
+def required_sections(referral: Referral) -> tuple[str, ...]:
     """Every section, or observations and recommendations for a rejected photo."""
-    return REJECTED_PHOTO_SECTIONS if "rejected_photo" in referral.reasons else REPORT_SECTIONS
+    return REJECTED_PHOTO_SECTIONS if PHOTO_NOT_ASSESSABLE in referral.reasons else REPORT_SECTIONS
 
 
 def _language(language: str) -> str:
     return language.replace("_", "-").split("-")[0].lower()
 
 
-def find(text: str, language: str, referral: ReferralLike) -> tuple[Finding, ...]:
+def find(text: str, language: str, referral: Referral) -> tuple[Finding, ...]:
     """Every finding in `text` (see the module docstring), drug names first."""
     lang, terms, folded = _language(language), _terms(), _fold(text)
     findings = [Finding("drug", name) for name, pattern in terms.drugs if pattern.search(folded)]
@@ -189,7 +174,7 @@ def _urgent(recommendations: str, lang: str) -> bool:
     return bool(_terms().urgency[lang].search(_fold(recommendations)))
 
 
-def urgent_line(language: str, referral: ReferralLike) -> str:
+def urgent_line(language: str, referral: Referral) -> str:
     """The template's urgent line; it names the runner-up when that triggered the referral."""
     cat = catalog(_language(language))
     template = cat.text.get("summary_urgent_probability")
@@ -222,7 +207,7 @@ def _without_reassurance(body: str, pattern: re.Pattern[str]) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(kept_lines)).strip()
 
 
-def repair(text: str, language: str, referral: ReferralLike, findings: tuple[Finding, ...]) -> str:
+def repair(text: str, language: str, referral: Referral, findings: tuple[Finding, ...]) -> str:
     """`text` without reassurance sentences (and with the disclaimer), with the urgent line."""
     lang, rules = _language(language), {f.rule for f in findings}
     sections = split_sections(text, lang)
@@ -238,7 +223,7 @@ def repair(text: str, language: str, referral: ReferralLike, findings: tuple[Fin
     return render_sections(sections, lang, preamble=preamble)
 
 
-def check(text: str, language: str, referral: ReferralLike) -> Verdict:
+def check(text: str, language: str, referral: Referral) -> Verdict:
     """Find, then decide: reject, repair (and re-check the repair) or accept."""
     findings = find(text, language, referral)
     if not findings:
