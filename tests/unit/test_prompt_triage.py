@@ -47,6 +47,7 @@ def test_a_rejected_photo_sends_no_probabilities(language: str) -> None:
     )
     text = user_prompt(rejected)
     assert "%" not in text and "70" not in text
+    assert not any(key in text for key in ("URGENT", "긴급", "KHẨN", "Triage", "분류 결정"))
     assert knowledge_entry("Carcinoma", language).name not in text
 
 

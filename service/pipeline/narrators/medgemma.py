@@ -51,6 +51,9 @@ Device = Literal["auto", "cuda", "cpu"]
 _DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}
 #: Assumed seconds per generation before one has been measured (for Retry-After).
 _DEFAULT_RUN_S = 30.0
+#: How long a stopped stream waits for the generation thread to reach its next token (the
+#: device stays taken until it does: `DeviceQueue` is released by that thread).
+_STOP_GRACE_S = 5.0
 
 
 class _StopOnEvent(StoppingCriteria):
@@ -205,9 +208,9 @@ class MedGemmaNarrator:
             stop.set()
             if worker is None:
                 self._queue.release()
-            elif not worker.done():
+            elif not worker.done():  # wait for the next token's stop, but not for a hung device
                 with contextlib.suppress(Exception):
-                    await asyncio.shield(worker)
+                    await asyncio.wait_for(asyncio.shield(worker), _STOP_GRACE_S)
 
     def _inputs(self, request: NarrationRequest) -> Any:
         """Chat template + image → tensors on the model's device."""

@@ -255,10 +255,11 @@ def user_prompt(request: NarrationRequest) -> str:
 def _triage(request: NarrationRequest, t: dict[str, str], language: str) -> list[str]:
     """The one triage decision (`policy.referral`) and the malignant runner-up behind it."""
     referral = request.referral
-    where = heading("recommendations", language)
-    lines = [t[f"triage_{referral.level}"].format(heading=where)]
+    if request.gate.status == "rejected":  # nothing was assessed: the retake advice stands
+        return []
+    lines = [t[f"triage_{referral.level}"].format(heading=heading("recommendations", language))]
     name, p = referral.runner_up, referral.runner_up_probability
-    if name and p is not None and request.gate.status != "rejected":
+    if name and p is not None:
         lines.append(t["runner_up"].format(name=knowledge_entry(name, language).name, p=percent(p)))
     return lines
 
