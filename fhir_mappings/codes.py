@@ -28,6 +28,34 @@ AIAST: dict[str, str] = {
     "code": "AIAST",
     "display": "Artificial Intelligence asserted",
 }
+# HL7 AI Transparency IG 1.0.0-ballot, CodeSystem AddedProvenanceCS: "CLINAST_AIRPT" Clinician
+# Asserted from AI Reported — a clinician reviewed and asserted content an AI system reported
+# (https://build.fhir.org/ig/HL7/aitransparency-ig/CodeSystem-AddedProvenanceCS.html).
+AI_TRANSPARENCY_PROVENANCE = "http://hl7.org/fhir/uv/aitransparency/CodeSystem/AddedProvenanceCS"
+CLINICIAN_REVIEWED_AI: dict[str, str] = {
+    "system": AI_TRANSPARENCY_PROVENANCE,
+    "code": "CLINAST_AIRPT",
+    "display": "Clinician Asserted from AI Reported",
+}
+# Provenance agent types: FHIR R4 CodeSystem provenance-participant-type (core spec), codes
+# "verifier" (a person who verified the correctness of the data) and "author".
+PROVENANCE_PARTICIPANT = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
+AGENT_VERIFIER: dict[str, str] = {
+    "system": PROVENANCE_PARTICIPANT,
+    "code": "verifier",
+    "display": "Verifier",
+}
+AGENT_AUTHOR: dict[str, str] = {
+    "system": PROVENANCE_PARTICIPANT,
+    "code": "author",
+    "display": "Author",
+}
+# "UPDATE" data operation: FHIR R4 core, v3-DataOperation (a review makes a new version).
+ACTIVITY_UPDATE: dict[str, str] = {
+    "system": V3_DATA_OPERATION,
+    "code": "UPDATE",
+    "display": "revise",
+}
 # Observation category "imaging": FHIR R4 CodeSystem observation-category (core spec).
 IMAGING_CATEGORY: dict[str, str] = {
     "system": OBSERVATION_CATEGORY,
@@ -131,3 +159,45 @@ REPORT_CATEGORY: dict[str, Any] = {
     "text": "Dermatology AI screening",
 }
 FINDING_CODE_TEXT = "AI-suggested skin condition (calibrated probability)"
+
+#: The finding Observation's code: an AI *suspicion*, never a diagnosis. Its value carries the
+#: suspected condition (the only place a standard diagnosis code appears before review).
+SUSPECTED_FINDING: dict[str, Any] = {
+    "coding": [project_coding("ai-suspected-finding", "AI-suspected skin condition (unconfirmed)")],
+    "text": "AI-suspected skin condition (unconfirmed screening result)",
+}
+#: The triage decision of `pipeline.policy.referral`, as a component of the finding.
+REFERRAL_CODE: dict[str, Any] = {
+    "coding": [project_coding("triage-referral", "Triage referral level")],
+    "text": "Triage referral level",
+}
+REFERRAL_LEVELS: dict[str, str] = {
+    "urgent": "Urgent in-person dermatology assessment",
+    "soon": "In-person dermatology assessment within weeks",
+    "routine": "Routine care",
+}
+
+
+def probability_code(label: str) -> dict[str, Any]:
+    """Component code for the calibrated probability of one class — project codes only, so
+    the six-class distribution never puts a diagnosis code (e.g. a cancer code) in a report."""
+    if label not in _DISPLAY:
+        raise KeyError(f"unknown class {label!r}")
+    display = f"AI-estimated probability: {label}"
+    return {"coding": [project_coding(f"probability-{label.lower()}", display)], "text": display}
+
+
+def referral_concept(level: str) -> dict[str, Any]:
+    """valueCodeableConcept of the triage component (project codes `referral-<level>`)."""
+    display = REFERRAL_LEVELS[level]
+    return {"coding": [project_coding(f"referral-{level}", display)], "text": display}
+
+
+def suspected_concept(label: str) -> dict[str, Any]:
+    """The suspected condition: its project code and verified codes, text saying suspected."""
+    concept = condition_concept(label)
+    return {
+        **concept,
+        "text": f"Suspected {_DISPLAY[label].removesuffix(' (suspected)')} "
+        "(AI screening, unconfirmed)",
+    }

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from fhir_mappings.review_operation import review_capability
+
 OPERATION_CODE = "diagnose"
 OPERATION_ID = "skin-diagnose"
 _DATE = "2025-01-01"
@@ -42,8 +44,14 @@ def capability_statement(
                 "resource": [
                     {
                         "type": "DiagnosticReport",
-                        "interaction": [{"code": "read"}],
-                        "operation": [_operation(base_url)],
+                        "versioning": "versioned",
+                        "readHistory": True,
+                        "interaction": [
+                            {"code": "read"},
+                            {"code": "vread"},
+                            {"code": "history-instance"},
+                        ],
+                        "operation": [_operation(base_url), review_capability(base_url)],
                     },
                     {"type": "Binary", "interaction": [{"code": "read"}]},
                     {"type": "OperationDefinition", "interaction": [{"code": "read"}]},

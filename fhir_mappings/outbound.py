@@ -1,10 +1,16 @@
 """Report → FHIR R4: a self-contained DiagnosticReport, or a transaction Bundle.
 
-Status policy: ok → `final` with conclusionCode; inconclusive → `preliminary`, finding kept,
-no conclusionCode; rejected image (quality / not skin) → `final` with no result Observation,
-no conclusionCode and a conclusion saying the image could not be assessed (the screening was
-done and its outcome is definitive: retake the photo). `cancelled` would hide the report
-and its PDF from most EHR views, which is not what a clinician needs.
+Status policy — an AI result is a suspicion until a clinician signs it:
+- unreviewed (every report as produced): `preliminary`, meta.security AIAST, no
+  `conclusionCode`; the suspected condition's standard codes appear only as the value of the
+  finding Observation (none for a rejected photo, which has no finding Observation).
+- reviewed (`Report.review`, version 2, 3, …): `confirm` → `final` with the AI finding's codes in
+  `conclusionCode`; `revise` → `amended` with the clinician's finding's codes; `not_assessable`
+  → `final` without `conclusionCode`. meta.security CLINAST_AIRPT (AI Transparency IG), the
+  reviewer in `resultsInterpreter` and in the Provenance as verifier (and author of a
+  revision), the AI Devices as the other agents.
+`cancelled` would hide the report and its PDF from most EHR views, which is not what a
+clinician needs.
 """
 
 from __future__ import annotations
@@ -68,6 +74,7 @@ def diagnostic_report(
                 agents=["#classifier", "#narrator"],
                 source=media_ref,
                 recorded=issued_at,
+                review=report.review,
             ),
         }
     )
@@ -107,17 +114,10 @@ def transaction_bundle(
     narrator = add(build.device(report.narrator, "Report narrator"))
     results = []
     if verdict(report) != "rejected":
-        results.append(
-            add(
-                build.finding_observation(
-                    report,
-                    subject=subject_json,
-                    media=media_ref,
-                    device_ref=classifier,
-                    issued=issued_at,
-                )
-            )
+        finding = build.finding_observation(
+            report, subject=subject_json, media=media_ref, device_ref=classifier, issued=issued_at
         )
+        results.append(add({**finding, "meta": build.ai_meta()}))
     binary_ref = add(build.binary(pdf))
     report_resource = {
         "resourceType": "DiagnosticReport",
@@ -130,6 +130,7 @@ def transaction_bundle(
             agents=[classifier, narrator],
             source=media_ref,
             recorded=issued_at,
+            review=report.review,
         )
     )
     return {
@@ -149,12 +150,12 @@ def _report(
     media_ref: str,
     issued_at: str,
 ) -> Json:
-    outcome = verdict(report)
+    review = report.review
     body: Json = {
-        "meta": build.ai_meta(),
+        "meta": build.report_meta(report, issued_at),
         "language": report.language,
         "identifier": [{"system": f"{codes.PROJECT_SID}/case-id", "value": report.case_id}],
-        "status": "preliminary" if outcome == "inconclusive" else "final",
+        "status": _status(report),
         "category": [codes.REPORT_CATEGORY],
         "code": codes.REPORT_CODE,
         "subject": subject,
@@ -165,13 +166,21 @@ def _report(
         if (study := build.imaging_study_reference(report.source))
         else None,
         "media": [{"comment": "Analysed photograph", "link": {"reference": media_ref}}],
+        "resultsInterpreter": [build.reviewer_reference(review)] if review else None,
         "conclusion": conclusion,
-        "conclusionCode": [codes.condition_concept(report.classification.label)]
-        if outcome == "ok"
+        "conclusionCode": [codes.condition_concept(review.finding)]
+        if review and review.finding
         else None,
         "presentedForm": [build.pdf_attachment(pdf, issued_at)],
     }
     return {key: value for key, value in body.items() if value is not None}
+
+
+def _status(report: Report) -> str:
+    """preliminary until reviewed; then final, or amended when the clinician revised it."""
+    if report.review is None:
+        return "preliminary"
+    return "amended" if report.review.decision == "revise" else "final"
 
 
 def _server_media(report: Report) -> str | None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fhir_mappings import codes
-from service.pipeline.domain import CLASSES, ModelInfo, Report, SourceImage
+from service.pipeline.domain import CLASSES, ModelInfo, Report, Review, SourceImage
 
 Json = dict[str, Any]
 
@@ -43,6 +43,18 @@ def ai_meta() -> Json:
     return {"security": [dict(codes.AIAST)]}
 
 
+def report_meta(report: Report, issued: str) -> Json:
+    """Version, last update and the AI Transparency label: AIAST while the report is an
+    unreviewed AI result, CLINAST_AIRPT once a clinician reviewed it."""
+    review = report.review
+    label = codes.CLINICIAN_REVIEWED_AI if review else codes.AIAST
+    return {
+        "versionId": str(report.version),
+        "lastUpdated": instant(review.reviewed_at) if review else issued,
+        "security": [dict(label)],
+    }
+
+
 def device(model: ModelInfo, kind_text: str) -> Json:
     """Device for a model: name, version, identifier = its sha256."""
     resource: Json = {
@@ -61,35 +73,52 @@ def device(model: ModelInfo, kind_text: str) -> Json:
 def finding_observation(
     report: Report, *, subject: Json | None, media: str, device_ref: str, issued: str
 ) -> Json:
-    """Top finding (calibrated probability, %) with the full distribution as components."""
+    """The AI's suspected finding: code `ai-suspected-finding`, the suspected condition as the
+    value (the one place its standard codes appear), the calibrated probability of every class
+    and the triage level as components coded in the project CodeSystem only.
+
+    `preliminary` until a clinician reviews the report, `final` afterwards (the AI result as
+    recorded is then verified; what the clinician concluded is in the DiagnosticReport)."""
     probabilities = report.classification.probabilities
     top = report.classification.label
-    code = codes.condition_concept(top)
-    code["text"] = f"{code['text']}: {codes.FINDING_CODE_TEXT}"
+    components = [
+        {"code": codes.probability_code(label), "valueQuantity": _percent(probabilities[label])}
+        for label in CLASSES
+        if label in probabilities
+    ]
+    components.append(
+        {
+            "code": codes.REFERRAL_CODE,
+            "valueCodeableConcept": codes.referral_concept(report.referral.level),
+        }
+    )
     observation: Json = {
         "resourceType": "Observation",
-        "meta": ai_meta(),
-        "status": "final" if verdict(report) == "ok" else "preliminary",
+        "status": "final" if report.review else "preliminary",
         "category": [{"coding": [dict(codes.IMAGING_CATEGORY)]}],
-        "code": code,
+        "code": codes.SUSPECTED_FINDING,
         "effectiveDateTime": instant(report.created_at),
         "issued": issued,
-        "valueQuantity": _percent(probabilities[top]),
+        "valueCodeableConcept": codes.suspected_concept(top),
         "method": {"text": "AI classification of a clinical photograph (calibrated)"},
         "device": {"reference": device_ref},
         "derivedFrom": [{"reference": media}],
-        "component": [
-            {
-                "code": codes.condition_concept(label),
-                "valueQuantity": _percent(probabilities[label]),
-            }
-            for label in CLASSES
-            if label in probabilities
-        ],
+        "component": components,
     }
     if subject:
         observation["subject"] = subject
     return observation
+
+
+def reviewer_reference(review: Review) -> Json:
+    """The reviewing clinician as a logical reference (display, and identifier when given)."""
+    reference: Json = {"display": review.reviewer}
+    if review.reviewer_id:
+        reference["identifier"] = {
+            "system": f"{codes.PROJECT_SID}/reviewer",
+            "value": review.reviewer_id,
+        }
+    return reference
 
 
 def _percent(probability: float) -> Json:
@@ -168,17 +197,36 @@ def binary(pdf: PdfDocument) -> Json:
     }
 
 
-def provenance(*, targets: list[str], agents: list[str], source: str | None, recorded: str) -> Json:
-    """Provenance: the Devices created the targets, from the source image."""
+def provenance(
+    *,
+    targets: list[str],
+    agents: list[str],
+    source: str | None,
+    recorded: str,
+    review: Review | None = None,
+) -> Json:
+    """Provenance: the Devices created the targets, from the source image; after a review the
+    activity is an update recorded when it was signed, the reviewer first (verifier, and author
+    of a revision), the AI Devices after."""
+    devices = [
+        {"type": {"coding": [dict(codes.PARTICIPATION_DEVICE)]}, "who": {"reference": agent}}
+        for agent in agents
+    ]
+    people: list[Json] = []
+    if review is not None:
+        people.append(
+            {"type": {"coding": [dict(codes.AGENT_VERIFIER)]}, "who": reviewer_reference(review)}
+        )
+        if review.decision == "revise":
+            people.append(
+                {"type": {"coding": [dict(codes.AGENT_AUTHOR)]}, "who": reviewer_reference(review)}
+            )
     resource: Json = {
         "resourceType": "Provenance",
         "target": [{"reference": target} for target in targets],
-        "recorded": recorded,
-        "activity": {"coding": [dict(codes.ACTIVITY_CREATE)]},
-        "agent": [
-            {"type": {"coding": [dict(codes.PARTICIPATION_DEVICE)]}, "who": {"reference": agent}}
-            for agent in agents
-        ],
+        "recorded": instant(review.reviewed_at) if review else recorded,
+        "activity": {"coding": [dict(codes.ACTIVITY_UPDATE if review else codes.ACTIVITY_CREATE)]},
+        "agent": people + devices,
     }
     if source:
         resource["entity"] = [{"role": "source", "what": {"reference": source}}]

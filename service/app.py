@@ -21,6 +21,7 @@ from service import __version__
 from service.api.audit import AuditController
 from service.api.audit_trail import audit_middleware
 from service.api.auth import AUTH_ROUTES, auth_guard
+from service.api.body_timeout import body_timeout
 from service.api.dicomweb import DicomWebController
 from service.api.fhir import FhirController
 from service.api.hardening import (
@@ -31,6 +32,7 @@ from service.api.hardening import (
 from service.api.health import health, metrics_page, ready
 from service.api.problems import EXCEPTION_HANDLERS, problem_response
 from service.api.rest import RestController
+from service.api.reviews import FhirReviewController, ReviewController
 from service.api.web import index_page, static_router
 from service.bootstrap import Services, build_services
 from service.logging import configure_logging, get_logger
@@ -132,7 +134,9 @@ def create_app(
             ready,
             metrics_page,
             RestController,
+            ReviewController,
             FhirController,
+            FhirReviewController,
             DicomWebController,
             index_page,
             static_router(settings.templates_dir),
@@ -146,6 +150,7 @@ def create_app(
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[
             request_context_middleware,
+            body_timeout(settings.body_idle_timeout_s, settings.body_timeout_s),
             metrics_middleware,
             security_headers_middleware,
             audit_middleware,

@@ -26,8 +26,9 @@ from service.pipeline.narrators.sections import split_sections
 from service.pipeline.narrators.summary import summarize
 from service.pipeline.ports import OutputAdapter, PipelineDeps
 from service.report.pdf import PdfRenderer
+from service.reviews import ReviewDesk
 from service.settings import Settings
-from service.store import JobStore, open_store
+from service.store import JobStore, SealingKeyError, open_store
 from service.worker import Worker
 
 log = get_logger(__name__)
@@ -46,6 +47,8 @@ class Services:
     store: JobStore
     jobs: JobManager
     fhir_server: FhirServer
+    #: Clinician sign-off of finished reports (a new version of every output).
+    reviews: ReviewDesk
     #: The in-process worker (`serve` without `--no-worker`, the CLI), or None.
     worker: Worker | None = None
 
@@ -85,6 +88,11 @@ def build_services(
     `store_path=":memory:"` keeps nothing on disk (the CLI); `outputs=[]` skips FHIR and DICOM;
     `with_worker=False` makes an API-only process (`serve --no-worker`).
     """
+    try:  # first: a key file that cannot be used stops the start before models load
+        store = open_store(settings, store_path)
+    except SealingKeyError as refused:  # says which file and why, never the key
+        log.error("store.encryption_key_refused", reason=str(refused))
+        raise
     backend = resolve_backend(settings)
     screener = load_screener(settings, backend)
     classifier = screener.classifier
@@ -92,7 +100,6 @@ def build_services(
         model.share_passes(settings.classify_max_batch)
     narrator = build_narrator(settings)
     server = fhir_server or FhirServer(settings)
-    store = open_store(settings, store_path)
 
     def heatmap(image: Image.Image, classification: Classification) -> bytes:
         return heatmap_png(classifier, image, classification)
@@ -110,6 +117,7 @@ def build_services(
     )
     limits = Limits.from_settings(settings)
     worker = new_worker(settings, store, deps, limits) if with_worker else None
+    reviews = ReviewDesk(store, deps, limits, review_outputs(deps.outputs))
     services = Services(
         settings=settings,
         backend=backend,
@@ -119,6 +127,7 @@ def build_services(
         store=store,
         jobs=new_jobs(settings, store, deps, limits, worker),
         fhir_server=server,
+        reviews=reviews,
         worker=worker,
     )
     log.info(
@@ -162,6 +171,13 @@ def new_worker(
         lease_s=settings.job_lease_s,
         max_attempts=settings.job_max_attempts,
     )
+
+
+def review_outputs(outputs: Sequence[OutputAdapter]) -> list[OutputAdapter]:
+    """The outputs a clinician review re-issues: all but the write-back to an EHR server."""
+    from service.outputs.write_back import FhirWriteBack
+
+    return [output for output in outputs if not isinstance(output, FhirWriteBack)]
 
 
 def default_outputs(settings: Settings, server: FhirServer) -> list[OutputAdapter]:

@@ -44,6 +44,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     except AuthModeRefused as refused:
         print(f"skinscreen: {refused}", file=sys.stderr)
         return 2
+    # the bound address is the default public base URL (links never come from `Host`)
+    settings = settings.model_copy(update={"host": host, "port": port})
     app = create_app(settings, worker=not args.no_worker)
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
     return 0

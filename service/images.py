@@ -15,6 +15,7 @@ from service.errors import EmptyBody, ImageTooLarge, ImageTooSmall, InvalidImage
 #: Formats the service decodes, by Pillow format name → media type.
 ACCEPTED_FORMATS: dict[str, str] = {
     "JPEG": "image/jpeg",
+    "MPO": "image/jpeg",  # multi-picture JPEG (many phones): the first (primary) image is used
     "PNG": "image/png",
     "WEBP": "image/webp",
     "GIF": "image/gif",  # FHIR examples carry inline GIFs; the first frame is used

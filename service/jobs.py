@@ -139,6 +139,8 @@ class JobManager:
     ) -> AsyncIterator[StoredEvent | None]:
         """Stored events with seq > after, then live ones until the job's terminal event.
 
+        Events recorded after the terminal one (a clinician's `report.reviewed`) are replayed
+        with it; a follower that reconnects after the end gets what is left and returns.
         Yields None when `keepalive_s` passes with no event (the SSE door sends a comment).
         Works on any replica: new events wake followers through the store.
         """
@@ -146,18 +148,34 @@ class JobManager:
         quiet_since = loop.time()
         while True:
             batch = await self.store.events_after(job_id, after)
+            ended = False
             for event in batch:
                 after = event.seq
                 yield event
-                if event.name in ev.TERMINAL_EVENTS:
-                    return
+                ended = ended or event.name in ev.TERMINAL_EVENTS
+            if ended:
+                return
+            if (unwritten := await self._unwritten_end(job_id)) is not None:
+                yield StoredEvent(after + 1, ev.ERROR, unwritten)
+                return
             if batch:
                 quiet_since = loop.time()
+            elif (job := await self.store.get_job(job_id)) is None or job.finished:
+                return
             elif keepalive_s is not None and loop.time() - quiet_since >= keepalive_s:
                 quiet_since = loop.time()
                 yield None
             wait = keepalive_s if keepalive_s is not None else 5.0
             await self.store.wait_for_events(job_id, after, wait)
+
+    async def _unwritten_end(self, job_id: str) -> dict[str, Any] | None:
+        """The problem this process's worker could not store as the job's end (a full disk),
+        while the job still stands at that attempt — so a blocking request is answered."""
+        ended = self.worker.unwritten_end(job_id) if self.worker is not None else None
+        if ended is None:
+            return None
+        job = await self.store.get_job(job_id)
+        return ended[1] if job is not None and job.attempt == ended[0] else None
 
     async def result(self, job_id: str) -> RunResult:
         """The job's result once it has ended."""

@@ -24,9 +24,17 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     public_base_url: str | None = Field(
-        default=None, description="Absolute base URL used in links (default: from the request)."
+        default=None,
+        description="Absolute base URL used in links (Content-Location, the CapabilityStatement, "
+        "SMART discovery); default http://<host>:<port>. Never taken from the Host header.",
     )
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, description="Request body limit.")
+    body_idle_timeout_s: float = Field(
+        default=15.0, gt=0, description="Longest wait for the next chunk of a request body (408)."
+    )
+    body_timeout_s: float = Field(
+        default=120.0, gt=0, description="Longest time a whole request body may take (408)."
+    )
     log_level: str = "INFO"
     otlp_endpoint: str | None = Field(
         default=None,
@@ -131,6 +139,12 @@ class Settings(BaseSettings):
     data_dir: Path = REPO_ROOT / "var"
     store_path: Path | None = Field(
         default=None, description="SQLite file (default data_dir/skinscreen.db)."
+    )
+    encryption_key_file: Path | None = Field(
+        default=None,
+        description="File with a 32-byte key (64 hex digits, mode 0600): stored photos and "
+        "artifacts (PDFs, FHIR/DICOM outputs) are sealed with AES-256-GCM; unset: stored as "
+        "they are.",
     )
     job_retention_hours: int = 72
     max_jobs_stored: int = 2000

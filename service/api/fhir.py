@@ -12,6 +12,7 @@ from typing import Any
 
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.params import FromPath
+from litestar.response import Stream
 
 from fhir_mappings.conformance import capability_statement, operation_definition
 from service import __version__
@@ -28,6 +29,7 @@ from service.api.fhir_wire import (
     outcome_response,
 )
 from service.api.rest import READ, RUN, erase_case, owned_job, services_of
+from service.api.reviews import versioned_response
 from service.api.sse import last_event_id, sse_response
 from service.bootstrap import Services
 from service.errors import NotFound, error_from_problem
@@ -156,7 +158,7 @@ class FhirController(Controller):
         return await result_response(services, job_id, str(job.meta.get("output", "report")))
 
     @get("/jobs/{job_id:str}/events", opt=READ)
-    async def job_events(self, request: Request[Any, Any, Any], job_id: FromPath[str]) -> Any:
+    async def job_events(self, request: Request[Any, Any, Any], job_id: FromPath[str]) -> Stream:
         """The job's SSE stream (so a telemedicine UI can watch an EHR-started job)."""
         services = services_of(request)
         await owned_job(request, job_id)
@@ -181,7 +183,7 @@ class FhirController(Controller):
         stored = await services_of(request).store.get_artifact(report_id, "fhir")
         if stored is None:
             raise NotFound(f"DiagnosticReport/{report_id[:64]} is not known")
-        return Response(stored[1], media_type=f"{FHIR_JSON}; charset=utf-8")
+        return versioned_response(request, stored[1])
 
     @delete(
         "/DiagnosticReport/{report_id:str}",

@@ -14,6 +14,7 @@ from litestar.exceptions import HTTPException
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 
 from fhir_mappings.outcome import operation_outcome
+from service import bounded_json
 from service.errors import (
     BadRequest,
     NotAcceptable,
@@ -23,6 +24,7 @@ from service.errors import (
     UnsupportedMediaType,
     error_headers,
 )
+from service.settings import Settings
 
 FHIR_JSON = "application/fhir+json"
 JSON_TYPES = {FHIR_JSON, "application/json"}
@@ -93,11 +95,12 @@ def check_content_type(request: Request[Any, Any, Any]) -> None:
 
 
 async def json_body(request: Request[Any, Any, Any]) -> Any:
-    """The request body as JSON, or 400."""
+    """The request body as JSON, or 400 (nesting depth and number length are bounded before
+    anything is parsed: `service.bounded_json`)."""
     try:
-        return json.loads(await request.body())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadRequest(f"the body is not valid JSON ({exc.__class__.__name__})") from None
+        return bounded_json.loads(await request.body())
+    except bounded_json.JsonRejected as exc:
+        raise BadRequest(f"the body is not acceptable JSON: {exc.reason}") from None
 
 
 def accepted_outcome(job_id: str, progress: str = "accepted") -> dict[str, Any]:
@@ -115,7 +118,12 @@ def accepted_outcome(job_id: str, progress: str = "accepted") -> dict[str, Any]:
 
 
 def base_url(request: Request[Any, Any, Any]) -> str:
-    """Absolute base of the FHIR endpoint (settings.public_base_url wins)."""
-    configured = request.app.state.settings.public_base_url
-    root = configured.rstrip("/") if configured else str(request.base_url).rstrip("/")
-    return f"{root}/fhir"
+    """Absolute base of the FHIR endpoint: from `SKINSCREEN_PUBLIC_BASE_URL`, else the bound
+    address — never the request's `Host` header, which the caller chooses."""
+    return f"{public_base(request.app.state.settings)}/fhir"
+
+
+def public_base(settings: Settings) -> str:
+    """The service's absolute base URL, configured or `http://<host>:<port>`."""
+    configured = settings.public_base_url
+    return (configured or f"http://{settings.host}:{settings.port}").rstrip("/")

@@ -22,6 +22,8 @@ REPORT_COMPLETED: Final = "report.completed"
 PDF_READY: Final = "pdf.ready"
 COMPLETED: Final = "completed"
 ERROR: Final = "error"
+#: After `completed`: a clinician signed the report (a new version of it).
+REPORT_REVIEWED: Final = "report.reviewed"
 
 #: Every event name, in the order a successful diagnose run emits them.
 EVENT_NAMES: Final = (
@@ -37,6 +39,7 @@ EVENT_NAMES: Final = (
     PDF_READY,
     COMPLETED,
     ERROR,
+    REPORT_REVIEWED,
 )
 TERMINAL_EVENTS: Final = frozenset({COMPLETED, ERROR})
 

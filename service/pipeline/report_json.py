@@ -10,6 +10,7 @@ from service.pipeline.domain import (
     Patient,
     Referral,
     Report,
+    Review,
     SourceImage,
 )
 from service.pipeline.events import ClassifiedData
@@ -95,4 +96,20 @@ def report_json(report: Report) -> dict[str, Any]:
         #: Kept for clients of the first release: `referral.level == "urgent"`.
         "urgent_referral": report.referral.level == "urgent",
         "notices": list(report.notices),
+        "version": report.version,
+        "review": review_json(report.review) if report.review else None,
+        "earlier_reviews": [review_json(r) for r in report.earlier_reviews],
+    }
+
+
+def review_json(review: Review) -> dict[str, Any]:
+    """A clinician review as the report JSON and the `report.reviewed` event carry it (the
+    recording client is audit data and stays out)."""
+    return {
+        "reviewer": {"name": review.reviewer, "id": review.reviewer_id},
+        "decision": review.decision,
+        "finding": review.finding,
+        "comment": review.comment,
+        "reviewed_at": review.reviewed_at,
+        "version": review.version,
     }

@@ -32,6 +32,10 @@ from service.pipeline.narrators.base import NarrationRequest
 from service.pipeline.policy import referral as triage
 from service.pipeline.ports import PipelineDeps
 from service.pipeline.report_json import classification_json, gate_json, report_json
+from service.pipeline.report_record import report_record
+
+#: Artifact kind of the lossless report record (what a clinician review re-issues from).
+REPORT_RECORD = "report-record"
 
 log = get_logger(__name__)
 
@@ -133,6 +137,7 @@ async def run_case(
             )
         sink.put("pdf", "application/pdf", pdf)
         sink.put("report", "application/json", _json_bytes(report_body))
+        sink.put(REPORT_RECORD, "application/json", report_record(report))
         links = case_links(case.case_id)
         yield ev.Event(
             ev.PDF_READY,

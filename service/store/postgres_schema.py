@@ -76,6 +76,11 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         # Client assertion ids already used: single use across every replica.
         "CREATE TABLE used_once (key TEXT PRIMARY KEY, until DOUBLE PRECISION NOT NULL);",
     ),
+    (
+        4,
+        # One row rewritten by the readiness write probe.
+        "CREATE TABLE write_probe (id INTEGER PRIMARY KEY, at TIMESTAMPTZ NOT NULL);",
+    ),
 )
 
 

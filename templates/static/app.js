@@ -27,6 +27,7 @@ const state = {
   heatmap: null,
   summary: null,
   urgent: false,
+  review: null, // the latest clinician review the server answered (report JSON `review`)
   progress: null, // key of the current stream-status text
   progressError: null, // raw server detail to show after the localized text
   running: false,
@@ -72,6 +73,7 @@ function applyLanguage(lang) {
   history.replaceState(null, "", url);
   renderResult();
   renderProgress();
+  renderReviewState();
   revalidateShownErrors();
 }
 
@@ -790,6 +792,7 @@ function finishRun(data) {
   $("fhir-details").open = false;
   $("fhir-json").textContent = "";
   $("downloads").hidden = false;
+  showReviewPanel(data.case_id || run.jobId || "");
   setProgress("progress.done");
 }
 
@@ -861,6 +864,7 @@ function resetReport() {
   $("narrative").hidden = true;
   $("narrative").setAttribute("aria-busy", "true");
   $("downloads").hidden = true;
+  $("review-panel").hidden = true;
   $("pdf-link").setAttribute("href", "#");
 }
 
@@ -978,6 +982,75 @@ async function downloadWithKey(event) {
   }
 }
 
+// ---- clinician review ---------------------------------------------------------------------
+// The panel appears once a report exists. Signing posts to /api/v1/reports/{id}/review; the
+// server makes the new version (PDF, FHIR, DICOM) and the page only shows what it answered.
+
+function reviewDecision() {
+  return document.querySelector('input[name="review-decision"]:checked')?.value || "confirm";
+}
+
+function showReviewPanel(caseId) {
+  state.review = null;
+  const panel = $("review-panel");
+  panel.dataset.caseId = caseId;
+  panel.hidden = !caseId;
+  $("review-error").textContent = "";
+  renderReviewState();
+}
+
+function renderReviewState() {
+  const node = $("review-state");
+  const review = state.review;
+  node.dataset.state = review ? "reviewed" : "pending";
+  node.textContent = review
+    ? t("review.done")
+        .replace("{name}", review.reviewer.name)
+        .replace("{version}", String(review.version))
+        .replace("{decision}", t(`review.${review.decision}`))
+    : t("review.pending");
+  $("review-finding").disabled = reviewDecision() !== "revise";
+}
+
+async function submitReview(event) {
+  event.preventDefault();
+  const caseId = $("review-panel").dataset.caseId;
+  const name = $("review-name").value.trim();
+  $("review-error").textContent = "";
+  if (!name) {
+    $("review-error").textContent = t("review.error.name");
+    $("review-name").focus();
+    return;
+  }
+  const decision = reviewDecision();
+  const body = {
+    reviewer: { name, id: $("review-id").value.trim() || null },
+    decision,
+    comment: $("review-comment").value.trim() || null,
+  };
+  if (decision === "revise") body.finding = $("review-finding").value;
+  $("review-btn").disabled = true;
+  try {
+    const response = await apiFetch(`/api/v1/reports/${encodeURIComponent(caseId)}/review`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      body: JSON.stringify(body),
+    });
+    if (!response.ok) {
+      const problem = await readProblem(response);
+      $("review-error").textContent = problem.detail || problem.title || `HTTP ${response.status}`;
+      return;
+    }
+    const report = await response.json();
+    state.review = report.review;
+    renderReviewState();
+  } catch {
+    $("review-error").textContent = t("error.network");
+  } finally {
+    $("review-btn").disabled = false;
+  }
+}
+
 // ---- wiring -----------------------------------------------------------------------------
 
 function init() {
@@ -997,6 +1070,10 @@ function init() {
     $(field).addEventListener("input", () => setFieldError(field, ""));
   }
   $("fhir-details").addEventListener("toggle", loadFhir);
+  $("review-form").addEventListener("submit", submitReview);
+  for (const radio of document.querySelectorAll('input[name="review-decision"]')) {
+    radio.addEventListener("change", renderReviewState);
+  }
   document.documentElement.lang = state.lang;
   document.body.dataset.ready = "true";
 }

@@ -240,7 +240,8 @@ def test_metrics_count_routes_by_template_and_jobs_by_state(client: TestClient[A
 
 def test_ready_reports_the_store(client: TestClient[Any]) -> None:
     body = client.get("/ready").json()
-    assert body["status"] == "ready" and body["store"] == {"backend": "sqlite", "ok": True}
+    assert body["status"] == "ready"
+    assert body["store"] == {"backend": "sqlite", "ok": True, "writable": True}
     assert body["worker"] is True
 
 

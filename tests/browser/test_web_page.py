@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -169,7 +170,7 @@ def test_classify_then_stream_report_and_download_pdf(
     assert page.is_visible("#urgent") == (level != "routine")
     if top == "Carcinoma":
         assert level == "urgent"
-        assert page.inner_text("#urgent .urgent-title") == s["urgent.title"]
+        assert page.text_content("#urgent .urgent-title") == s["urgent.title"]
     assert page.is_visible("#heatmap-toggle")
     page.check("#heatmap-toggle")
     assert page.is_visible("#heatmap-img")
@@ -201,6 +202,42 @@ def test_classify_then_stream_report_and_download_pdf(
         page.wait_for_selector("#fhir-json:not(:empty)")
         assert '"resourceType": "DiagnosticReport"' in page.inner_text("#fhir-json")
     screenshots(page, artifacts, f"report-{language}")
+    review_in_the_panel(page, web_server, case_id, s, pdf)
+
+
+def review_in_the_panel(
+    page: Page, server: LiveServer, case_id: str, s: dict[str, str], before: Path
+) -> None:
+    """The clinician signs the report in the page: a revision to eczema with a comment."""
+    fhir_accept = {"accept": "application/fhir+json"}
+    first = httpx.get(f"{server.url}/fhir/DiagnosticReport/{case_id}", headers=fhir_accept)
+    assert first.json()["status"] == "preliminary"
+    assert page.is_visible("#review-panel")
+    assert page.inner_text("#review-title") == s["review.title"]
+    assert page.inner_text("#review-state") == s["review.pending"]
+    assert page.is_disabled("#review-finding")
+    page.click("#review-btn")
+    assert page.inner_text("#review-error") == s["review.error.name"], "a name is required"
+    page.fill("#review-name", "Dr. Test Reviewer")
+    page.fill("#review-id", "LIC-1")
+    page.check('input[name="review-decision"][value="revise"]')
+    assert not page.is_disabled("#review-finding")
+    assert page.inner_text("#review-finding option[value=Eczema]") == s["class.Eczema"]
+    page.select_option("#review-finding", "Eczema")
+    page.fill("#review-comment", "Nummular eczema, reviewed in clinic.")
+    page.click("#review-btn")
+    page.wait_for_selector('#review-state[data-state="reviewed"]')
+    shown = page.inner_text("#review-state")
+    assert "Dr. Test Reviewer" in shown and s["review.revise"] in shown and "2" in shown
+    fhir = httpx.get(f"{server.url}/fhir/DiagnosticReport/{case_id}", headers=fhir_accept).json()
+    assert fhir["status"] == "amended" and fhir["meta"]["versionId"] == "2"
+    assert fhir["resultsInterpreter"][0]["display"] == "Dr. Test Reviewer"
+    pdf = httpx.get(f"{server.url}/api/v1/reports/{case_id}.pdf").content
+    assert pdf.startswith(b"%PDF") and pdf != before.read_bytes()
+    text = subprocess.run(
+        ["pdftotext", "-", "-"], input=pdf, capture_output=True, check=True
+    ).stdout.decode()
+    assert "Dr. Test Reviewer" in text and "Nummular eczema" in " ".join(text.split())
 
 
 def test_language_switch_in_place_keeps_the_result(

@@ -14,6 +14,7 @@ import jsonschema
 import pytest
 
 from fhir_mappings.conformance import capability_statement, operation_definition
+from fhir_mappings.review_operation import review_operation_definition
 from service import __version__
 from service.app import create_app
 from service.pipeline import events as ev
@@ -46,6 +47,7 @@ def test_openapi_document_has_not_drifted() -> None:
 def test_fhir_conformance_resources_have_not_drifted() -> None:
     check("CapabilityStatement.json", capability_statement(BASE, __version__))
     check("OperationDefinition-skin-diagnose.json", operation_definition(BASE))
+    check("OperationDefinition-skin-review.json", review_operation_definition(BASE))
 
 
 def test_sse_contract_is_a_valid_schema_for_every_event() -> None:
@@ -73,6 +75,35 @@ def test_sse_contract_is_a_valid_schema_for_every_event() -> None:
                 "label": None,
                 "confidence": None,
                 "model": {"name": "m", "version": "1", "sha256": "a" * 64},
+                "referral": {"level": "routine", "reasons": ["photo_not_assessable"]},
+            },
+            True,
+        ),
+        (
+            "classified",
+            {
+                "status": "ok",
+                "reasons": [],
+                "label": "Milia",
+                "confidence": 0.8,
+                "probabilities": {"Milia": 0.8, "Carcinoma": 0.12},
+                "model": {"name": "m", "version": "1", "sha256": "a" * 64},
+            },
+            False,  # no referral: every classification carries the triage decision
+        ),
+        (
+            "report.reviewed",
+            {
+                "id": "c1",
+                "status": "final",
+                "review": {
+                    "reviewer": {"name": "Dr. Roe", "id": None},
+                    "decision": "confirm",
+                    "finding": "Milia",
+                    "comment": None,
+                    "reviewed_at": "2026-12-02T00:00:00+00:00",
+                    "version": 2,
+                },
             },
             True,
         ),

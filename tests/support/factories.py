@@ -34,6 +34,7 @@ from service.pipeline.narrators.sections import split_sections
 from service.pipeline.narrators.summary import summarize
 from service.pipeline.policy import referral
 from service.pipeline.ports import OutputAdapter, PipelineDeps
+from service.reviews import ReviewDesk
 from service.settings import Settings
 from service.store import SqliteStore
 
@@ -187,7 +188,10 @@ class FakeRenderer:
         heatmap_png: bytes | None = None,
         attachments: Sequence[Attachment] = (),
     ) -> bytes:
-        return b"%PDF-fake " + report.case_id.encode()
+        reviewed = (
+            f" reviewed v{report.version} by {report.review.reviewer}" if report.review else ""
+        )
+        return b"%PDF-fake " + report.case_id.encode() + reviewed.encode()
 
 
 def fake_deps(
@@ -234,5 +238,6 @@ def fake_services(
         store=store,
         jobs=new_jobs(settings, store, deps, limits, worker),
         fhir_server=fhir_server or FhirServer(settings),
+        reviews=ReviewDesk(store, deps, limits, deps.outputs),
         worker=worker,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 from fhir_mappings import codes
 from fhir_mappings.inbound import SubjectRef
 from fhir_mappings.outbound import PdfDocument, diagnostic_report, transaction_bundle
-from service.pipeline.domain import Status
+from service.pipeline.domain import Review, Status
 from tests.support.factories import MODEL, make_report
 from tests.support.fhir_checks import assert_valid_r4
 
@@ -23,30 +24,42 @@ def _contained(report: dict[str, Any], kind: str) -> list[dict[str, Any]]:
     return [c for c in report.get("contained", []) if c["resourceType"] == kind]
 
 
-def test_final_report_is_complete_and_valid(shared_dir: Path) -> None:
+def test_unreviewed_report_is_a_preliminary_ai_suspicion(shared_dir: Path) -> None:
     subject = SubjectRef("Patient/example")
     report = diagnostic_report(
         make_report(), conclusion="Likely acne.", pdf=PDF, subject=subject, report_id="r1"
     )
     assert_valid_r4(report, shared_dir)
-    assert report["status"] == "final"
+    assert report["status"] == "preliminary"
     assert report["subject"] == {"reference": "Patient/example"}
-    assert report["meta"]["security"][0]["code"] == "AIAST"
+    assert report["meta"]["security"] == [codes.AIAST]
+    assert report["meta"]["versionId"] == "1"
     assert report["conclusion"] == "Likely acne."
-    assert report["conclusionCode"] == [codes.condition_concept("Acne")]
+    assert "conclusionCode" not in report and "resultsInterpreter" not in report
     form = report["presentedForm"][0]
     assert form["contentType"] == "application/pdf"
     assert form["size"] == len(PDF.data)
     assert form["hash"] == base64.b64encode(hashlib.sha1(PDF.data).digest()).decode()
     assert base64.b64decode(form["data"]) == PDF.data
     (finding,) = _contained(report, "Observation")
-    assert finding["valueQuantity"] == {
+    assert finding["status"] == "preliminary" and "meta" not in finding  # dom-5
+    assert finding["code"] == codes.SUSPECTED_FINDING
+    assert finding["valueCodeableConcept"]["coding"] == codes.condition_concept("Acne")["coding"]
+    assert "unconfirmed" in finding["valueCodeableConcept"]["text"]
+    probabilities = {c["code"]["coding"][0]["code"]: c for c in finding["component"]}
+    assert probabilities["probability-acne"]["valueQuantity"] == {
         "value": 71.0,
         "unit": "%",
         "system": codes.UCUM,
         "code": "%",
     }
-    assert len(finding["component"]) == 6
+    assert len(finding["component"]) == 7  # six probabilities and the triage level
+    # Carcinoma at 5.8 % reaches the test threshold (5 %): urgent, though the finding is acne
+    assert probabilities["triage-referral"]["valueCodeableConcept"]["coding"][0]["code"] == (
+        "referral-urgent"
+    )
+    # obs-7: the finding's code is none of its components' codes
+    assert all(c["code"] != finding["code"] for c in finding["component"])
     assert finding["device"] == {"reference": "#classifier"}
     assert finding["derivedFrom"] == [{"reference": "#image"}]
     assert report["media"][0]["link"] == {"reference": "#image"}
@@ -70,7 +83,7 @@ def test_server_media_is_linked_and_pdf_url_used(shared_dir: Path) -> None:
 
 @pytest.mark.parametrize(
     ("status", "fhir_status", "results"),
-    [("inconclusive", "preliminary", 1), ("rejected", "final", 0)],
+    [("inconclusive", "preliminary", 1), ("rejected", "preliminary", 0)],
 )
 def test_inconclusive_and_rejected(
     status: Status, fhir_status: str, results: int, shared_dir: Path
@@ -130,3 +143,86 @@ def test_transaction_bundle_includes_unsaved_patient(shared_dir: Path) -> None:
     assert entry["fullUrl"] == subject.reference
     assert entry["request"]["ifNoneExist"] == "identifier=urn:x|7"
     assert not [e for e in bundle["entry"] if e["resource"]["resourceType"] == "Observation"]
+
+
+def _all_codings(resource: object) -> list[tuple[str, str]]:
+    found: list[tuple[str, str]] = []
+    if isinstance(resource, dict):
+        if "system" in resource and "code" in resource:
+            found.append((resource["system"], resource["code"]))
+        for value in resource.values():
+            found += _all_codings(value)
+    elif isinstance(resource, list):
+        for item in resource:
+            found += _all_codings(item)
+    return found
+
+
+CANCER_CODES = {(system, code) for system, code, _, _ in codes.verified_codes("Carcinoma")}
+
+
+@pytest.mark.parametrize("status", ["ok", "inconclusive", "rejected"])
+@pytest.mark.parametrize("top", ["Acne", "Milia", "Keratosis", "Carcinoma"])
+def test_no_cancer_code_unless_the_finding_is_carcinoma(
+    status: Status, top: str, shared_dir: Path
+) -> None:
+    probs = {**dict.fromkeys(codes._DISPLAY, 0.02), top: 0.7, "Carcinoma": 0.2}
+    if top == "Carcinoma":
+        probs = {**dict.fromkeys(codes._DISPLAY, 0.06), "Carcinoma": 0.7}
+    report = make_report(status, probs=probs)
+    for resource in (
+        diagnostic_report(report, conclusion="x", pdf=PDF),
+        transaction_bundle(report, conclusion="x", pdf=PDF),
+    ):
+        assert_valid_r4(resource, shared_dir)
+        present = CANCER_CODES & set(_all_codings(resource))
+        assert bool(present) == (top == "Carcinoma" and status != "rejected"), present
+
+
+@pytest.mark.parametrize(
+    ("decision", "finding", "fhir_status"),
+    [
+        ("confirm", "Acne", "final"),
+        ("revise", "Eczema", "amended"),
+        ("not_assessable", None, "final"),
+    ],
+)
+def test_a_reviewed_report_is_final_with_the_clinicians_codes(
+    decision: str, finding: str | None, fhir_status: str, shared_dir: Path
+) -> None:
+    review = Review(
+        reviewer="Dr. Jane Roe",
+        reviewer_id="D-1",
+        decision=decision,  # type: ignore[arg-type]
+        finding=finding,
+        reviewed_at="2025-03-02T08:00:00+00:00",
+        version=2,
+        comment="ok",
+    )
+    report = replace(make_report(), review=review)
+    resource = diagnostic_report(report, conclusion="x", pdf=PDF, report_id="r1")
+    assert_valid_r4(resource, shared_dir)
+    assert resource["status"] == fhir_status
+    assert resource["meta"] == {
+        "versionId": "2",
+        "lastUpdated": "2025-03-02T08:00:00Z",
+        "security": [codes.CLINICIAN_REVIEWED_AI],
+    }
+    if finding:
+        assert resource["conclusionCode"] == [codes.condition_concept(finding)]
+    else:
+        assert "conclusionCode" not in resource
+    assert resource["resultsInterpreter"] == [
+        {
+            "display": "Dr. Jane Roe",
+            "identifier": {"system": f"{codes.PROJECT_SID}/reviewer", "value": "D-1"},
+        }
+    ]
+    (provenance,) = _contained(resource, "Provenance")
+    types = [a["type"]["coding"][0]["code"] for a in provenance["agent"]]
+    expected = ["verifier", "author"] if decision == "revise" else ["verifier"]
+    assert types == [*expected, "DEV", "DEV"]
+    assert provenance["activity"]["coding"][0]["code"] == "UPDATE"
+    assert provenance["recorded"] == "2025-03-02T08:00:00Z"
+    bundle = transaction_bundle(report, conclusion="x", pdf=PDF)
+    assert_valid_r4(bundle, shared_dir)

@@ -154,21 +154,22 @@ def test_report_pdf(renderer: PdfRenderer, photo: Image.Image, language: str) ->
         assert page.width > 300 and stat.stddev[0] > 20  # ink on the page, not a blank sheet
 
 
+@pytest.mark.parametrize("language", sorted(URGENT))
 @pytest.mark.parametrize(
     ("top", "status", "level"),
     [("Carcinoma", "ok", "urgent"), ("Acne", "inconclusive", "soon"), ("Eczema", "ok", "routine")],
 )
 def test_referral_box(
-    renderer: PdfRenderer, photo: Image.Image, top: str, status: str, level: str
+    renderer: PdfRenderer, photo: Image.Image, language: str, top: str, status: str, level: str
 ) -> None:
-    report = make_report("en", top=top, status=status)
+    report = make_report(language, top=top, status=status)
     assert report.referral.level == level
     html = renderer.render_html(report, "data:image/jpeg;base64,", None)
     assert ('id="urgent-referral"' in html) is (level == "urgent")
     assert ('id="soon-referral"' in html) is (level == "soon")
-    assert (URGENT["en"] in html) is (level == "urgent")
+    assert (URGENT[language] in html) is (level == "urgent")
     # an unreviewed report says so
-    assert catalog("en").text["review_pending"] in html
+    assert catalog(language).text["review_pending"] in html
 
 
 def test_a_reviewed_report_shows_who_signed_it(renderer: PdfRenderer) -> None:

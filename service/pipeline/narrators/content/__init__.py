@@ -19,7 +19,7 @@ from typing import Any
 from service.pipeline.domain import CLASSES, LANGUAGES
 
 #: Bump whenever any content file changes (it travels as the narrator's ModelInfo.version).
-CONTENT_VERSION = "1.0.0"
+CONTENT_VERSION = "1.1.0"
 
 AGE_BANDS: tuple[str, ...] = ("infant", "child", "adolescent", "adult", "older")
 _LIST_FIELDS = ("features", "differential", "red_flags", "recommendations")
