@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -226,3 +227,23 @@ def test_a_reviewed_report_is_final_with_the_clinicians_codes(
     assert provenance["recorded"] == "2025-03-02T08:00:00Z"
     bundle = transaction_bundle(report, conclusion="x", pdf=PDF)
     assert_valid_r4(bundle, shared_dir)
+
+
+def test_transaction_sends_the_pdf_once_and_creates_devices_conditionally(
+    shared_dir: Path,
+) -> None:
+    bundle = transaction_bundle(make_report(), conclusion="x", pdf=PDF)
+    assert_valid_r4(bundle, shared_dir)
+    encoded = base64.b64encode(PDF.data).decode()
+    assert json.dumps(bundle).count(encoded) == 1, "the PDF travels once (in the Binary)"
+    by_type = {e["resource"]["resourceType"]: e for e in bundle["entry"]}
+    form = by_type["DiagnosticReport"]["resource"]["presentedForm"][0]
+    assert form["url"] == by_type["Binary"]["fullUrl"] and "data" not in form
+    assert form["size"] == len(PDF.data)
+    devices = [e for e in bundle["entry"] if e["resource"]["resourceType"] == "Device"]
+    assert len(devices) == 2
+    for entry in devices:
+        sha = entry["resource"]["identifier"][0]["value"]
+        assert entry["request"]["ifNoneExist"] == (
+            f"identifier={codes.PROJECT_SID}/model-sha256|{sha}"
+        )
