@@ -46,7 +46,7 @@ def diagnostic_report(
     """A self-contained DiagnosticReport: Observation, Devices, Media (when the source image
     is not a server Media) and a Provenance (target `#`, the report itself) are `contained`."""
     issued_at = instant(issued or report.created_at)
-    subject_json = subject.as_reference() if subject else None
+    subject_json = subject.as_reference(local=False) if subject else None
     contained: list[Json] = []
     media_ref = _server_media(report)
     if media_ref is None:

@@ -108,7 +108,7 @@ def build_services(
         screener=screener,
         narrator=narrator,
         fallback_narrator=knowledge_fallback(),
-        renderer=PdfRenderer(settings.templates_dir),
+        renderer=PdfRenderer(settings.templates_dir, budget_s=settings.pdf_render_budget_s),
         summarize=summarize,
         split_sections=split_sections,
         heatmap=heatmap,

@@ -24,6 +24,7 @@ from PIL import Image
 
 from service import metrics
 from service.errors import NotFound, ServiceUnavailable, TooManyRequests
+from service.images import off_loop
 from service.intake.cases import Limits, decode_case
 from service.pipeline import events as ev
 from service.pipeline.case import Case, MemorySink, Mode
@@ -112,7 +113,9 @@ class JobManager:
     ) -> RunResult:
         sink = MemorySink()
         pixels = (
-            image if image is not None else await asyncio.to_thread(decode_case, case, self.limits)
+            image
+            if image is not None
+            else await off_loop(self.limits.image, decode_case, case, self.limits)
         )
         events = [e async for e in run_case(self.deps, case, pixels, sink, mode, explain=explain)]
         return RunResult.fold(case.case_id, events, sink.items)

@@ -46,10 +46,16 @@ class Settings(BaseSettings):
     # --- images -------------------------------------------------------------------------------
     max_image_pixels: int = 40_000_000
     min_image_side: int = 32
+    decode_concurrency: int = Field(
+        default=2, ge=1, description="Images (and DICOM instances) decoding at the same time."
+    )
 
     # --- case text (every door) ---------------------------------------------------------------
     max_name_chars: int = Field(default=200, description="Longest patient name accepted.")
     max_history_chars: int = Field(default=4000, description="Longest history text accepted.")
+    pdf_render_budget_s: float = Field(
+        default=20.0, gt=0, description="Seconds one PDF layout may take before the run fails."
+    )
 
     # --- classifier ---------------------------------------------------------------------------
     models_dir: Path = REPO_ROOT / "models"

@@ -28,6 +28,7 @@ from PIL import Image
 
 from service import metrics
 from service.errors import StorageFault
+from service.images import off_loop
 from service.intake.cases import Limits, decode_case
 from service.logging import get_logger
 from service.pipeline import events as ev
@@ -237,7 +238,9 @@ class Worker:
         hinted, limits, store = self.hints.pop(case.case_id, None), self.limits, self.store
         try:
             with metrics.timed_stage("decode"):
-                image = hinted[1] if hinted else await asyncio.to_thread(decode_case, case, limits)
+                image = (
+                    hinted[1] if hinted else await off_loop(limits.image, decode_case, case, limits)
+                )
         except Exception as exc:
             await self._end(fence, "failed", ev.ERROR, error_problem(exc, "decode"))
             return "failed"

@@ -15,6 +15,7 @@ from litestar.params import FromPath
 from service.api.auth import principal_of
 from service.api.rest import services_of
 from service.bootstrap import Services
+from service.dicom.deflate import is_deflated, meta_uids
 from service.dicom.multipart_related import parse_multipart_related
 from service.dicom.preamble import zero_preamble
 from service.dicom.stow import (
@@ -26,6 +27,7 @@ from service.dicom.stow import (
     store_status,
 )
 from service.errors import NotFound, ServiceError
+from service.images import off_loop
 from service.intake.cases import Intake, build_case, parse_language
 from service.logging import get_logger
 from service.pipeline.case import DICOM_MEDIA_TYPE, DicomOrigin, UploadOrigin
@@ -62,6 +64,9 @@ async def submit_instance(services: Services, intake: Intake, client: str) -> St
 def failed(error: ServiceError, raw: bytes) -> StoreOutcome:
     """A FailedSOPSequence entry; the UIDs are read from the header when possible."""
     sop_class, sop_instance = "", ""
+    if is_deflated(raw):  # read the File Meta only: inflating here would undo the budget
+        sop_class, sop_instance = meta_uids(raw)
+        return StoreOutcome(sop_class, sop_instance, failure_reason=failure_reason(error))
     try:
         from pydicom import dcmread
         from pydicom.filebase import DicomBytesIO
@@ -103,7 +108,9 @@ class DicomWebController(Controller):
         studies: list[str] = []
         for part in parts:
             try:
-                intake = build_case(
+                intake = await off_loop(  # decoding is CPU work: never on the event loop
+                    limits.image,
+                    build_case,
                     part.body,
                     DICOM_MEDIA_TYPE,
                     patient=Patient(),
@@ -113,7 +120,7 @@ class DicomWebController(Controller):
                     limits=limits,
                 )
             except ServiceError as error:
-                outcomes.append(failed(error, part.body))
+                outcomes.append(await off_loop(limits.image, failed, error, part.body))
                 continue
             origin = intake.case.origin
             assert isinstance(origin, DicomOrigin)

@@ -13,7 +13,7 @@ from litestar import Request
 from litestar.datastructures import UploadFile
 
 from service.errors import BadRequest, Unprocessable, UnsupportedMediaType
-from service.images import IMAGE_MEDIA_TYPES
+from service.images import IMAGE_MEDIA_TYPES, off_loop
 from service.intake.cases import Intake, Limits, case_from_fields
 from service.pipeline.case import DICOM_MEDIA_TYPE
 
@@ -91,7 +91,9 @@ def _sniff(data: bytes, declared: str) -> str:
 async def intake_from_request(request: Request[Any, Any, Any], limits: Limits) -> Intake:
     """The wire format of every REST upload door → the one intake."""
     upload = await read_upload(request)
-    return case_from_fields(
+    return await off_loop(  # decoding is CPU work: never on the event loop
+        limits.image,
+        case_from_fields,
         upload.data,
         upload.media_type,
         upload.fields,

@@ -15,6 +15,7 @@ from fhir_mappings.inbound import DiagnoseInput, SubjectRef, parse_diagnose_requ
 from fhir_mappings.patient import domain_patient
 from service.errors import FhirUnprocessable
 from service.fhir_server import FhirServer
+from service.images import off_loop
 from service.intake.cases import Intake, Limits, build_case, parse_language
 from service.intake.limits import check_text_field
 from service.pipeline.case import FhirOrigin
@@ -49,7 +50,9 @@ async def case_from_fhir(
         subject_resource=subject.resource,
         server_patient=on_server,
     )
-    return build_case(
+    return await off_loop(  # decoding is CPU work: never on the event loop
+        limits.image,
+        build_case,
         data,
         "application/octet-stream",
         patient=patient,

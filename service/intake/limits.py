@@ -41,7 +41,11 @@ class Limits:
     def from_settings(cls, settings: Settings) -> Limits:
         """The limits configured for this service."""
         return cls(
-            image=ImageLimits(settings.max_image_pixels, settings.min_image_side),
+            image=ImageLimits(
+                settings.max_image_pixels,
+                settings.min_image_side,
+                decode_workers=settings.decode_concurrency,
+            ),
             max_name_chars=settings.max_name_chars,
             max_history_chars=settings.max_history_chars,
             default_language=settings.default_language,

@@ -71,5 +71,8 @@ NOTICE_LABELS: Mapping[str, str] = {
     ),
 }
 
+#: Shown when a free-text field was clipped before layout (service.report.text).
+SHORTENED = N_("Some text was too long for the report: %(count)s characters are not shown.")
+
 #: Placeholders are python-format so translators can reorder them.
 PAGE_OF = N_("Page %(page)s of %(pages)s")

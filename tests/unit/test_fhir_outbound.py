@@ -247,3 +247,22 @@ def test_transaction_sends_the_pdf_once_and_creates_devices_conditionally(
         assert entry["request"]["ifNoneExist"] == (
             f"identifier={codes.PROJECT_SID}/model-sha256|{sha}"
         )
+
+
+def test_a_bundle_local_subject_keeps_identifier_and_name(shared_dir: Path) -> None:
+    patient = {
+        "resourceType": "Patient",
+        "identifier": [{"system": "urn:oid:1.2.410.1", "value": "MRN-7"}],
+        "name": [{"family": "김", "given": ["민준"]}],
+    }
+    subject = SubjectRef("urn:uuid:8c5a1c7e-4b1f-4b8e-9d59-0a3f5e0d2b11", patient)
+    report = diagnostic_report(make_report(), conclusion="x", pdf=PDF, subject=subject)
+    assert_valid_r4(report, shared_dir)
+    assert report["subject"] == {
+        "identifier": {"system": "urn:oid:1.2.410.1", "value": "MRN-7"},
+        "display": "김 민준",
+    }, "a urn:uuid would dangle in a report that travels alone"
+    bundle = transaction_bundle(make_report(), conclusion="x", pdf=PDF, subject=subject)
+    patient_entry = next(e for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient")
+    dr = next(e for e in bundle["entry"] if e["resource"]["resourceType"] == "DiagnosticReport")
+    assert dr["resource"]["subject"]["reference"] == patient_entry["fullUrl"]
