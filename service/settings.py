@@ -87,7 +87,7 @@ class Settings(BaseSettings):
     openai_model: str = "medgemma-4b-it"
     openai_api_key: str | None = None
     openai_timeout_s: float = 60.0
-    openai_connect_timeout_s: float = 5.0
+    openai_connect_timeout_s: float = Field(default=5.0, gt=0, le=5.0)
     openai_retries: int = 2
     openai_max_tokens: int = 768
     # MedGemma / OpenAI narrator tuning (issue 4, part 2b).
@@ -123,6 +123,21 @@ class Settings(BaseSettings):
             "Runs that may wait for a server slot (per process); when every slot is taken and "
             "the queue is full, new submissions get 503 + Retry-After."
         ),
+    )
+
+    # Deadlines on a language model's text (medgemma, openai); any breach → knowledge fallback.
+    llm_first_token_s: float = Field(
+        default=45.0,
+        gt=0,
+        description="Longest wait for the first text token (queue, connect, retries, load).",
+    )
+    llm_inter_token_s: float = Field(
+        default=20.0,
+        gt=0,
+        description="Longest gap between text tokens (SSE keep-alive comments do not count).",
+    )
+    llm_deadline_s: float = Field(
+        default=240.0, gt=0, description="Longest a language model may take for the whole text."
     )
 
     # --- reports, jobs, storage -----------------------------------------------------------------

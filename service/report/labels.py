@@ -65,6 +65,10 @@ NOTICE_LABELS: Mapping[str, str] = {
         "The language model was unavailable; curated reference content was used instead."
     ),
     "narrator_truncated": N_("The language model's text was cut short."),
+    "narrative_repaired": N_(
+        "Parts of the language model's text were replaced with standard wording by the safety "
+        "check."
+    ),
 }
 
 #: Shown when a free-text field was clipped before layout (service.report.text).
