@@ -97,7 +97,7 @@ _T: dict[str, dict[str, str]] = {
         "result": "분류기 결과(보정된 확률):",
         "ok": "상태: 결론 가능. 가장 가능성 높은 소견: {name} ({p}).",
         "inconclusive": (
-            "상태: 결론 불가. 어떤 진단도 단정하지 말고, 상위 후보는 가능성으로만 언급하며 대면 "
+            "상태: 판정 보류. 어떤 진단도 단정하지 말고, 상위 후보는 가능성으로만 언급하며 대면 "
             "진료를 권하십시오."
         ),
         "rejected": (
@@ -177,9 +177,9 @@ _SEX: dict[str, dict[str, str]] = {
 }
 
 _GATE: dict[str, dict[str, str]] = {
-    "en": {"ok": "passed", "inconclusive": "borderline", "rejected": "failed"},
-    "ko": {"ok": "통과", "inconclusive": "경계", "rejected": "실패"},
-    "vi": {"ok": "đạt", "inconclusive": "ở ngưỡng", "rejected": "không đạt"},
+    "en": {"ok": "passed", "inconclusive": "inconclusive", "rejected": "not assessable"},
+    "ko": {"ok": "통과", "inconclusive": "판정 보류", "rejected": "평가 불가"},
+    "vi": {"ok": "đạt", "inconclusive": "chưa kết luận được", "rejected": "không đánh giá được"},
 }
 
 
