@@ -15,7 +15,7 @@ RUN pip install --no-cache-dir --upgrade pip wheel && pip install --no-cache-dir
 FROM python:3.11-slim-bookworm
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      libharfbuzz-subset0 libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core fonts-noto-cjk \
+      libharfbuzz-subset0 libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core fonts-noto-cjk fonts-noto-core \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --create-home --uid 10001 skinscreen \
  && mkdir /data && chown skinscreen:skinscreen /data

@@ -31,3 +31,4 @@ bench: setup-test
 	.venv/bin/python benchmarks/bench_pipeline.py
 	.venv/bin/python benchmarks/bench_gate_heatmap.py
 	.venv/bin/python benchmarks/bench_scale_out.py
+	.venv/bin/python benchmarks/bench_bombs.py

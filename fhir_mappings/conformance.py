@@ -4,24 +4,32 @@ from __future__ import annotations
 
 from typing import Any
 
-from fhir_mappings.review_operation import review_capability
+from fhir_mappings.conformance_rest import REST_DOCUMENTATION, rest_resources
 
 OPERATION_CODE = "diagnose"
 OPERATION_ID = "skin-diagnose"
 _DATE = "2025-01-01"
+#: R4 core extension: another type a polymorphic operation parameter may have.
+ALLOWED_TYPE = "http://hl7.org/fhir/StructureDefinition/operationdefinition-allowed-type"
 
 
-def operation_url(base_url: str) -> str:
-    """Canonical URL of the OperationDefinition on this server."""
-    return f"{base_url.rstrip('/')}/OperationDefinition/{OPERATION_ID}"
+#: The stable canonical of `$diagnose`'s OperationDefinition (also served at
+#: `<base>/OperationDefinition/skin-diagnose`).
+CANONICAL_BASE = "https://skinscreen.dev/fhir"
+
+
+def operation_url(_base_url: str | None = None) -> str:
+    """Canonical URL of the OperationDefinition (the same on every server)."""
+    return f"{CANONICAL_BASE}/OperationDefinition/{OPERATION_ID}"
 
 
 def capability_statement(
     base_url: str, version: str, token_url: str | None = None
 ) -> dict[str, Any]:
-    """What this server does: `$diagnose` on DiagnosticReport, read of DiagnosticReport and
-    Binary, async (`Prefer: respond-async`). JSON only: XML is not supported. With
-    `token_url` (authentication on) `rest.security` advertises SMART Backend Services."""
+    """What this server does: `$diagnose` on DiagnosticReport (sync and async), read and search
+    of DiagnosticReport and Patient, read of Binary, OperationDefinition and CodeSystem, search
+    and read of AuditEvent. JSON only: XML is not supported. With `token_url` (authentication
+    on) `rest.security` advertises SMART Backend Services."""
     statement = {
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -38,25 +46,8 @@ def capability_statement(
         "rest": [
             {
                 "mode": "server",
-                "documentation": "JSON only (application/fhir+json); XML is not supported and "
-                "is answered with 406/415. Send `Prefer: respond-async` to $diagnose for a 202 "
-                "with a Content-Location status URL.",
-                "resource": [
-                    {
-                        "type": "DiagnosticReport",
-                        "versioning": "versioned",
-                        "readHistory": True,
-                        "interaction": [
-                            {"code": "read"},
-                            {"code": "vread"},
-                            {"code": "history-instance"},
-                        ],
-                        "operation": [_operation(base_url), review_capability(base_url)],
-                    },
-                    {"type": "Binary", "interaction": [{"code": "read"}]},
-                    {"type": "OperationDefinition", "interaction": [{"code": "read"}]},
-                ],
-                "operation": [_operation(base_url)],
+                "documentation": REST_DOCUMENTATION,
+                "resource": rest_resources(operation_url()),
             }
         ],
     }
@@ -90,16 +81,13 @@ def smart_security(token_url: str) -> dict[str, Any]:
     }
 
 
-def _operation(base_url: str) -> dict[str, Any]:
-    return {"name": OPERATION_CODE, "definition": operation_url(base_url)}
-
-
-def operation_definition(base_url: str = "https://skinscreen.dev/fhir") -> dict[str, Any]:
-    """OperationDefinition for `DiagnosticReport/$diagnose`."""
+def operation_definition(_base_url: str | None = None) -> dict[str, Any]:
+    """OperationDefinition for `DiagnosticReport/$diagnose` (type level only: there is no
+    system-level `POST /fhir/$diagnose`). Its canonical is the same on every server."""
     return {
         "resourceType": "OperationDefinition",
         "id": OPERATION_ID,
-        "url": operation_url(base_url),
+        "url": operation_url(),
         "name": "SkinDiagnose",
         "title": "AI skin-condition screening of a photograph",
         "status": "active",
@@ -122,14 +110,21 @@ def operation_definition(base_url: str = "https://skinscreen.dev/fhir") -> dict[
                 type_="Reference",
                 target=["http://hl7.org/fhir/StructureDefinition/Patient"],
             ),
-            _in(
-                "image",
-                1,
-                "The photograph: an Attachment (image/jpeg, image/png, image/webp; "
-                "data or a url on the configured FHIR server), or a Media / DocumentReference / "
-                "Binary resource.",
-                type_="Attachment",
-            ),
+            {
+                **_in(
+                    "image",
+                    1,
+                    "The photograph: a valueAttachment (image/jpeg, image/png, image/webp; "
+                    "data, or a url on the configured FHIR server), or a resource — Media, "
+                    "DocumentReference or Binary — carrying one. R4 gives a parameter one type, "
+                    "so `type` is Element and the allowed-type extensions list the four.",
+                    type_="Element",
+                ),
+                "extension": [
+                    {"url": ALLOWED_TYPE, "valueUri": kind}
+                    for kind in ("Attachment", "Media", "DocumentReference", "Binary")
+                ],
+            },
             _in("language", 0, "Report language: ko, en or vi.", type_="code"),
             _in("history", 0, "Free-text clinical history.", type_="string"),
             _in(

@@ -110,10 +110,9 @@ def _image_parameter(parameter: dict[str, Any], where: str) -> ImageSource:
                 f"image must be one of {IMAGE_RESOURCE_TYPES}",
                 expression=[f"{where}.resource.resourceType"],
             )
-        reference = f"{resource['resourceType']}/{resource['id']}" if resource.get("id") else None
-        return _pick(
-            candidates(resource, f"{where}.resource"), reference, None, f"{where}.resource"
-        )
+        # an inline resource is not on any server, whatever its id: "Media/<id>" would be a
+        # link that resolves nowhere, so the report contains the Media instead (no reference)
+        return _pick(candidates(resource, f"{where}.resource"), None, None, f"{where}.resource")
     reference = (parameter.get("valueReference") or {}).get("reference")
     if isinstance(reference, str) and reference.split("/")[-2:-1] == ["Binary"]:
         return ImageSource(

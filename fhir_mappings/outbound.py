@@ -19,13 +19,14 @@ import datetime as dt
 import re
 import urllib.parse
 import uuid
+from dataclasses import replace
 from typing import Any
 
 from fhir_mappings import codes
 from fhir_mappings import resources as build
 from fhir_mappings.inbound import SubjectRef
 from fhir_mappings.resources import Json, PdfDocument, instant, verdict
-from service.pipeline.domain import Report
+from service.pipeline.domain import ModelInfo, Report
 
 __all__ = ["PdfDocument", "diagnostic_report", "transaction_bundle"]
 
@@ -45,7 +46,7 @@ def diagnostic_report(
     """A self-contained DiagnosticReport: Observation, Devices, Media (when the source image
     is not a server Media) and a Provenance (target `#`, the report itself) are `contained`."""
     issued_at = instant(issued or report.created_at)
-    subject_json = subject.as_reference() if subject else None
+    subject_json = subject.as_reference(local=False) if subject else None
     contained: list[Json] = []
     media_ref = _server_media(report)
     if media_ref is None:
@@ -64,6 +65,8 @@ def diagnostic_report(
             device_ref="#classifier",
             issued=issued_at,
         )
+        # dom-5: a contained resource carries no security label; the report's AIAST covers it.
+        finding.pop("meta", None)
         contained.append({"id": "finding", **finding})
         results.append("#finding")
     contained.append(
@@ -110,8 +113,8 @@ def transaction_bundle(
 
     subject_json = _bundle_subject(subject, add)
     media_ref = _server_media(report) or add(_media(report, subject_json, image))
-    classifier = add(build.device(report.classification.model, "AI skin classifier"))
-    narrator = add(build.device(report.narrator, "Report narrator"))
+    classifier = add(*_device(report.classification.model, "AI skin classifier"))
+    narrator = add(*_device(report.narrator, "Report narrator"))
     results = []
     if verdict(report) != "rejected":
         finding = build.finding_observation(
@@ -119,9 +122,13 @@ def transaction_bundle(
         )
         results.append(add({**finding, "meta": build.ai_meta()}))
     binary_ref = add(build.binary(pdf))
+    # the PDF travels once: presentedForm points at the Binary entry instead of repeating it
+    pdf_by_reference = replace(pdf, url=binary_ref)
     report_resource = {
         "resourceType": "DiagnosticReport",
-        **_report(report, conclusion, pdf, subject_json, results, media_ref, issued_at),
+        **_report(
+            report, conclusion, pdf_by_reference, subject_json, results, media_ref, issued_at
+        ),
     }
     report_ref = add(report_resource)
     add(
@@ -174,6 +181,17 @@ def _report(
         "presentedForm": [build.pdf_attachment(pdf, issued_at)],
     }
     return {key: value for key, value in body.items() if value is not None}
+
+
+def _device(model: ModelInfo, kind_text: str) -> tuple[Json, None, str | None]:
+    """A Device entry, created only if no Device with the model's sha256 identifier exists
+    (conditional create: one pair of Devices per model, not per report)."""
+    device = build.device(model, kind_text)
+    identifier = (device.get("identifier") or [{}])[0]
+    if not identifier.get("value"):
+        return device, None, None
+    token = f"{identifier['system']}|{identifier['value']}"
+    return device, None, "identifier=" + urllib.parse.quote(token, safe=":/|")
 
 
 def _status(report: Report) -> str:

@@ -25,6 +25,7 @@ _BY_STATUS: dict[int, str] = {
     415: "not-supported",
     422: "processing",
     503: "transient",
+    507: "no-store",
 }
 
 

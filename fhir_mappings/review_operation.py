@@ -9,17 +9,21 @@ REVIEW_ID = "skin-review"
 _DATE = "2026-12-02"
 
 
-def review_operation_url(base_url: str) -> str:
-    """URL of the OperationDefinition on this server."""
-    return f"{base_url.rstrip('/')}/OperationDefinition/{REVIEW_ID}"
+#: Stable canonical base (served locally at /fhir/OperationDefinition/skin-review).
+CANONICAL_BASE = "https://skinscreen.dev/fhir"
 
 
-def review_capability(base_url: str) -> dict[str, Any]:
+def review_operation_url() -> str:
+    """Canonical URL of the OperationDefinition (the same on every deployment)."""
+    return f"{CANONICAL_BASE}/OperationDefinition/{REVIEW_ID}"
+
+
+def review_capability() -> dict[str, Any]:
     """The CapabilityStatement `operation` entry."""
-    return {"name": REVIEW_CODE, "definition": review_operation_url(base_url)}
+    return {"name": REVIEW_CODE, "definition": review_operation_url()}
 
 
-def review_operation_definition(base_url: str = "https://skinscreen.dev/fhir") -> dict[str, Any]:
+def review_operation_definition() -> dict[str, Any]:
     """OperationDefinition for `DiagnosticReport/[id]/$review`."""
 
     def param(name: str, minimum: int, type_: str, doc: str) -> dict[str, Any]:
@@ -35,7 +39,7 @@ def review_operation_definition(base_url: str = "https://skinscreen.dev/fhir") -
     return {
         "resourceType": "OperationDefinition",
         "id": REVIEW_ID,
-        "url": review_operation_url(base_url),
+        "url": review_operation_url(),
         "name": "SkinReview",
         "title": "Clinician review (sign-off) of an AI skin-screening report",
         "status": "active",

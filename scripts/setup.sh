@@ -8,7 +8,9 @@ set -euo pipefail
 profile="${1:-serve}"
 cd "$(dirname "$0")/.."
 
-APT_SERVE=(libharfbuzz-subset0 libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core fonts-noto-cjk)
+# fonts-noto-core: Noto Sans Thai, Devanagari, Ethiopic, Arabic, Hebrew (patient names in the PDF)
+APT_SERVE=(libharfbuzz-subset0 libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core fonts-noto-cjk
+  fonts-noto-core)
 # postgresql: the server binaries only; tests start throwaway clusters (tests/support/postgres.py)
 APT_TEST=(poppler-utils dicom3tools dcmtk chromium postgresql)
 

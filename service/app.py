@@ -21,8 +21,10 @@ from service import __version__
 from service.api.audit import AuditController
 from service.api.audit_trail import audit_middleware
 from service.api.auth import AUTH_ROUTES, auth_guard
+from service.api.body_timeout import body_timeout
 from service.api.dicomweb import DicomWebController
 from service.api.fhir import FhirController
+from service.api.fhir_search import FhirSearchController
 from service.api.hardening import (
     cors_config,
     security_headers_before_send,
@@ -136,6 +138,7 @@ def create_app(
             ReviewController,
             FhirController,
             FhirReviewController,
+            FhirSearchController,
             DicomWebController,
             index_page,
             static_router(settings.templates_dir),
@@ -149,6 +152,7 @@ def create_app(
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[
             request_context_middleware,
+            body_timeout(settings.body_idle_timeout_s, settings.body_timeout_s),
             metrics_middleware,
             security_headers_middleware,
             audit_middleware,

@@ -28,7 +28,7 @@ from service.pipeline.ports import OutputAdapter, PipelineDeps
 from service.report.pdf import PdfRenderer
 from service.reviews import ReviewDesk
 from service.settings import Settings
-from service.store import JobStore, open_store
+from service.store import JobStore, SealingKeyError, open_store
 from service.worker import Worker
 
 log = get_logger(__name__)
@@ -88,6 +88,11 @@ def build_services(
     `store_path=":memory:"` keeps nothing on disk (the CLI); `outputs=[]` skips FHIR and DICOM;
     `with_worker=False` makes an API-only process (`serve --no-worker`).
     """
+    try:  # first: a key file that cannot be used stops the start before models load
+        store = open_store(settings, store_path)
+    except SealingKeyError as refused:  # says which file and why, never the key
+        log.error("store.encryption_key_refused", reason=str(refused))
+        raise
     backend = resolve_backend(settings)
     screener = load_screener(settings, backend)
     classifier = screener.classifier
@@ -95,7 +100,6 @@ def build_services(
         model.share_passes(settings.classify_max_batch)
     narrator = build_narrator(settings)
     server = fhir_server or FhirServer(settings)
-    store = open_store(settings, store_path)
 
     def heatmap(image: Image.Image, classification: Classification) -> bytes:
         return heatmap_png(classifier, image, classification)
@@ -104,7 +108,7 @@ def build_services(
         screener=screener,
         narrator=narrator,
         fallback_narrator=knowledge_fallback(),
-        renderer=PdfRenderer(settings.templates_dir),
+        renderer=PdfRenderer(settings.templates_dir, budget_s=settings.pdf_render_budget_s),
         summarize=summarize,
         split_sections=split_sections,
         heatmap=heatmap,

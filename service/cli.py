@@ -45,6 +45,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     except AuthModeRefused as refused:
         print(f"skinscreen: {refused}", file=sys.stderr)
         return 2
+    # Links (FHIR fullUrl, Content-Location, paging) are built from settings, never from the
+    # Host header: serve on what the command line chose.
+    settings = settings.model_copy(update={"host": host, "port": port})
     app = create_app(settings, worker=not args.no_worker)
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
     return 0

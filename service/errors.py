@@ -117,6 +117,24 @@ class TooManyRequests(ServiceUnavailable):
     status, code, title = 429, "too-many-requests", "Too many requests"
 
 
+class StorageFault(ServiceUnavailable):
+    """The store cannot write (read-only data directory, I/O error, database down): 503."""
+
+    code, title = "storage-unavailable", "Storage unavailable"
+
+
+class StorageFull(StorageFault):
+    """The disk (or the database's quota) is full: 507 Insufficient Storage."""
+
+    status, code, title = 507, "insufficient-storage", "Insufficient storage"
+
+
+class StoredDataUnreadable(StorageFault):
+    """Sealed data that the configured key cannot open (no key, another key, tampered)."""
+
+    code, title = "stored-data-unreadable", "Stored data cannot be read"
+
+
 class UnsupportedLanguage(Unprocessable):
     code, title = "unsupported-language", "Unsupported report language"
 

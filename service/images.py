@@ -1,25 +1,48 @@
-"""Decode image bytes safely: format allow-list, pixel limits, EXIF orientation, RGB."""
+"""Decode image bytes safely: format allow-list, pixel limits, EXIF orientation, RGB.
+
+Bombs are refused from the header, before any pixel is decoded: the declared size against the
+pixel limit, and the declared decoded size against the bytes that carry it (a 5 KB PNG that
+would inflate to 40 MP is a decompression bomb, not a photo). PNG text chunks are capped too.
+Decoding is CPU and memory work, so doors run it off the event loop through `off_loop`, in a
+small pool sized from settings: at most that many images are decoding at any time.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hashlib
 import io
+import threading
 import warnings
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from service.errors import EmptyBody, ImageTooLarge, ImageTooSmall, InvalidImage
 
 #: Formats the service decodes, by Pillow format name → media type.
 ACCEPTED_FORMATS: dict[str, str] = {
     "JPEG": "image/jpeg",
+    "MPO": "image/jpeg",  # multi-picture JPEG (many phones): the first (primary) image is used
     "PNG": "image/png",
     "WEBP": "image/webp",
     "GIF": "image/gif",  # FHIR examples carry inline GIFs; the first frame is used
 }
 IMAGE_MEDIA_TYPES = frozenset(ACCEPTED_FORMATS.values()) | {"image/jpg"}
+#: Decoded images smaller than this are never called bombs, whatever their compression ratio
+#: (tiny synthetic or flat test images compress extremely well and cost nothing).
+BOMB_FLOOR_BYTES = 16 * 1024 * 1024
+#: PNG tEXt/zTXt/iTXt: at most this much text per chunk and per image (Pillow: 1 MB / 64 MB).
+PngImagePlugin.MAX_TEXT_CHUNK = 256 * 1024
+PngImagePlugin.MAX_TEXT_MEMORY = 1024 * 1024
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -28,6 +51,27 @@ class ImageLimits:
 
     max_pixels: int = 40_000_000
     min_side: int = 32
+    #: Largest decoded-bytes / encoded-bytes ratio accepted above `BOMB_FLOOR_BYTES`.
+    #: Photos are ~5-20 (JPEG) or ~1-3 (PNG); a decompression bomb is thousands.
+    max_ratio: int = 250
+    #: Images decoding at the same time (`off_loop`); the rest wait their turn.
+    decode_workers: int = 2
+
+
+def check_bomb(width: int, height: int, bands: int, encoded: int, limits: ImageLimits) -> None:
+    """Refuse a declared size over the pixel limit, or one its encoded bytes cannot carry."""
+    if width * height > limits.max_pixels:
+        raise ImageTooLarge(
+            f"image is {width}x{height} pixels; the limit is {limits.max_pixels} pixels",
+            limit_pixels=limits.max_pixels,
+        )
+    decoded = width * height * max(bands, 1)
+    if decoded > BOMB_FLOOR_BYTES and decoded > limits.max_ratio * max(encoded, 1):
+        raise ImageTooLarge(
+            f"image declares {width}x{height} pixels in only {encoded} bytes "
+            f"(a compression ratio over {limits.max_ratio}); refused as a decompression bomb",
+            limit_pixels=limits.max_pixels,
+        )
 
 
 @dataclass(frozen=True)
@@ -63,11 +107,7 @@ def decode_image(data: bytes, limits: ImageLimits | None = None) -> DecodedImage
                     f"format {fmt or 'unknown'} is not accepted; use JPEG, PNG, WebP or GIF"
                 )
             width, height = probe.size
-            if width * height > limits.max_pixels:
-                raise ImageTooLarge(
-                    f"image is {width}x{height} pixels; the limit is {limits.max_pixels} pixels",
-                    limit_pixels=limits.max_pixels,
-                )
+            check_bomb(width, height, len(probe.getbands()), len(data), limits)
             probe.load()
             upright = ImageOps.exif_transpose(probe)
             rgb = _to_rgb(upright)
@@ -108,10 +148,31 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         background = Image.new("RGB", rgba.size, (255, 255, 255))
         background.paste(rgba, mask=rgba.getchannel("A"))
         return background
-    return image.convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")  # no copy of a large RGB image
 
 
 def load_rgb(path: Path) -> Image.Image:
     """Read an image file as upright RGB (for CLI, training evaluation, benchmarks)."""
     with Image.open(path) as image:
         return _to_rgb(ImageOps.exif_transpose(image))
+
+
+_pools: dict[int, ThreadPoolExecutor] = {}
+_pools_lock = threading.Lock()
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    with _pools_lock:
+        if workers not in _pools:
+            _pools[workers] = ThreadPoolExecutor(max(workers, 1), thread_name_prefix="decode")
+        return _pools[workers]
+
+
+async def off_loop(
+    image_limits: ImageLimits, decode: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+) -> T:
+    """Run `decode` (any call that decodes an image) in the bounded decode pool, not on the loop."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(
+        _pool(image_limits.decode_workers), functools.partial(decode, *args, **kwargs)
+    )

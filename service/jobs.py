@@ -24,6 +24,7 @@ from PIL import Image
 
 from service import metrics
 from service.errors import NotFound, ServiceUnavailable, TooManyRequests
+from service.images import off_loop
 from service.intake.cases import Limits, decode_case
 from service.pipeline import events as ev
 from service.pipeline.case import Case, MemorySink, Mode
@@ -112,7 +113,9 @@ class JobManager:
     ) -> RunResult:
         sink = MemorySink()
         pixels = (
-            image if image is not None else await asyncio.to_thread(decode_case, case, self.limits)
+            image
+            if image is not None
+            else await off_loop(self.limits.image, decode_case, case, self.limits)
         )
         events = [e async for e in run_case(self.deps, case, pixels, sink, mode, explain=explain)]
         return RunResult.fold(case.case_id, events, sink.items)
@@ -155,6 +158,9 @@ class JobManager:
                 ended = ended or event.name in ev.TERMINAL_EVENTS
             if ended:
                 return
+            if (unwritten := await self._unwritten_end(job_id)) is not None:
+                yield StoredEvent(after + 1, ev.ERROR, unwritten)
+                return
             if batch:
                 quiet_since = loop.time()
             elif (job := await self.store.get_job(job_id)) is None or job.finished:
@@ -164,6 +170,15 @@ class JobManager:
                 yield None
             wait = keepalive_s if keepalive_s is not None else 5.0
             await self.store.wait_for_events(job_id, after, wait)
+
+    async def _unwritten_end(self, job_id: str) -> dict[str, Any] | None:
+        """The problem this process's worker could not store as the job's end (a full disk),
+        while the job still stands at that attempt — so a blocking request is answered."""
+        ended = self.worker.unwritten_end(job_id) if self.worker is not None else None
+        if ended is None:
+            return None
+        job = await self.store.get_job(job_id)
+        return ended[1] if job is not None and job.attempt == ended[0] else None
 
     async def result(self, job_id: str) -> RunResult:
         """The job's result once it has ended."""

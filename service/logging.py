@@ -3,6 +3,12 @@
 Log events carry ids, sizes, durations, statuses and codes only. Never names, birth dates,
 identifiers, image bytes or report text: the `drop_phi_keys` processor removes any key that
 looks like one, as a second line of defence behind careful call sites.
+
+Third-party libraries are not careful call sites: WeasyPrint's ".notdef glyph" warning spells
+out the text it could not render (a patient's name, the history), pydicom quotes element
+values, Pillow and fontTools quote what they parse. `ThirdPartyRedactor` therefore drops
+their layout chatter and replaces the message (and traceback) of any other record they log
+with a fixed text, keeping only the logger name and level.
 """
 
 from __future__ import annotations
@@ -37,6 +43,30 @@ PHI_KEYS = frozenset(
 )
 
 
+#: Loggers whose messages are written by this project or its server and framework.
+OWN_LOGGERS = ("service", "skinscreen", "uvicorn", "litestar")
+#: Libraries whose records below ERROR are dropped outright (per-glyph and per-table chatter).
+CHATTY_LOGGERS = ("weasyprint", "fontTools", "PIL", "pydicom", "py.warnings")
+WITHHELD = "third-party log message withheld (it may quote request text)"
+
+
+def _under(name: str, roots: tuple[str, ...]) -> bool:
+    return any(name == root or name.startswith(root + ".") for root in roots)
+
+
+class ThirdPartyRedactor(logging.Filter):
+    """A handler filter: no third-party record can carry request text into the logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _under(record.name, OWN_LOGGERS):
+            return True
+        if _under(record.name, CHATTY_LOGGERS) and record.levelno < logging.ERROR:
+            return False
+        record.msg, record.args = WITHHELD, ()
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        return True
+
+
 def drop_phi_keys(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
@@ -63,6 +93,7 @@ def configure_logging(level: str = "INFO", json: bool = True) -> None:
         cache_logger_on_first_use=False,
     )
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(ThirdPartyRedactor())
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,
@@ -72,6 +103,7 @@ def configure_logging(level: str = "INFO", json: bool = True) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    logging.captureWarnings(True)  # library warnings become `py.warnings` records, filtered above
     for noisy in ("uvicorn.access",):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 

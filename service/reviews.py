@@ -28,6 +28,7 @@ from typing import Any
 import pydicom
 
 from service.errors import Conflict, NotFound
+from service.images import off_loop
 from service.intake.cases import Limits, decode_case
 from service.intake.review import ReviewInput
 from service.logging import get_logger
@@ -122,7 +123,7 @@ class ReviewDesk:
 
     async def _reissue(self, job_id: str, report: Report, case: Case) -> dict[str, Any]:
         """PDF, report JSON and record, and every output's artifacts for the reviewed report."""
-        image = await asyncio.to_thread(decode_case, case, self.limits)
+        image = await off_loop(self.limits.image, decode_case, case, self.limits)
         heatmap = await self.store.get_artifact(job_id, "heatmap")
         attachments = [a for output in self.outputs for a in output.attachments(report, case)]
         pdf = await asyncio.to_thread(

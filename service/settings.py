@@ -24,9 +24,18 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     public_base_url: str | None = Field(
-        default=None, description="Absolute base URL used in links (default: from the request)."
+        default=None,
+        description="Absolute base URL used in links (FHIR fullUrl, self/next, Content-Location, "
+        "the CapabilityStatement, SMART discovery); default http://<host>:<port> from these "
+        "settings. Never taken from the Host header.",
     )
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, description="Request body limit.")
+    body_idle_timeout_s: float = Field(
+        default=15.0, gt=0, description="Longest wait for the next chunk of a request body (408)."
+    )
+    body_timeout_s: float = Field(
+        default=120.0, gt=0, description="Longest time a whole request body may take (408)."
+    )
     log_level: str = "INFO"
     otlp_endpoint: str | None = Field(
         default=None,
@@ -38,10 +47,16 @@ class Settings(BaseSettings):
     # --- images -------------------------------------------------------------------------------
     max_image_pixels: int = 40_000_000
     min_image_side: int = 32
+    decode_concurrency: int = Field(
+        default=2, ge=1, description="Images (and DICOM instances) decoding at the same time."
+    )
 
     # --- case text (every door) ---------------------------------------------------------------
     max_name_chars: int = Field(default=200, description="Longest patient name accepted.")
     max_history_chars: int = Field(default=4000, description="Longest history text accepted.")
+    pdf_render_budget_s: float = Field(
+        default=20.0, gt=0, description="Seconds one PDF layout may take before the run fails."
+    )
 
     # --- classifier ---------------------------------------------------------------------------
     models_dir: Path = REPO_ROOT / "models"
@@ -72,7 +87,7 @@ class Settings(BaseSettings):
     openai_model: str = "medgemma-4b-it"
     openai_api_key: str | None = None
     openai_timeout_s: float = 60.0
-    openai_connect_timeout_s: float = 5.0
+    openai_connect_timeout_s: float = Field(default=5.0, gt=0, le=5.0)
     openai_retries: int = 2
     openai_max_tokens: int = 768
     # MedGemma / OpenAI narrator tuning (issue 4, part 2b).
@@ -110,12 +125,33 @@ class Settings(BaseSettings):
         ),
     )
 
+    # Deadlines on a language model's text (medgemma, openai); any breach → knowledge fallback.
+    llm_first_token_s: float = Field(
+        default=45.0,
+        gt=0,
+        description="Longest wait for the first text token (queue, connect, retries, load).",
+    )
+    llm_inter_token_s: float = Field(
+        default=20.0,
+        gt=0,
+        description="Longest gap between text tokens (SSE keep-alive comments do not count).",
+    )
+    llm_deadline_s: float = Field(
+        default=240.0, gt=0, description="Longest a language model may take for the whole text."
+    )
+
     # --- reports, jobs, storage -----------------------------------------------------------------
     templates_dir: Path = REPO_ROOT / "templates"
     default_language: Literal["ko", "en", "vi"] = "en"
     data_dir: Path = REPO_ROOT / "var"
     store_path: Path | None = Field(
         default=None, description="SQLite file (default data_dir/skinscreen.db)."
+    )
+    encryption_key_file: Path | None = Field(
+        default=None,
+        description="File with a 32-byte key (64 hex digits, mode 0600): stored photos and "
+        "artifacts (PDFs, FHIR/DICOM outputs) are sealed with AES-256-GCM; unset: stored as "
+        "they are.",
     )
     job_retention_hours: int = 72
     max_jobs_stored: int = 2000

@@ -7,6 +7,10 @@ its lease expires and re-run from the start (attempt + 1, a `retrying` event); a
 keyed by case, so the outputs are written once. A cancel requested on any replica reaches the
 worker within a poll interval. `stop(grace)` stops claiming, lets running cases finish within
 the grace period, and gives the leases of the rest back so another worker takes them over.
+A storage fault (disk full, read-only, database down) ends the case with an `error` event;
+when even that cannot be written, the problem is kept in memory (`unwritten_end`) so this
+process's followers — a blocking request — are answered, and the case is re-run once its
+lease expires and the store takes writes again. The loops survive faults and retry.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from typing import Any, Literal
 from PIL import Image
 
 from service import metrics
+from service.errors import StorageFault
+from service.images import off_loop
 from service.intake.cases import Limits, decode_case
 from service.logging import get_logger
 from service.pipeline import events as ev
@@ -81,6 +87,8 @@ class Worker:
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._pruned_at = float("-inf")
+        #: job id → (monotonic time, attempt, problem) of ends the store could not take.
+        self._unwritten: dict[str, tuple[float, int, dict[str, Any]]] = {}
 
     def hint(self, job_id: str, image: Image.Image) -> None:
         """Pixels already decoded for a case this process submitted (saves a decode)."""
@@ -102,25 +110,39 @@ class Worker:
 
     async def _claim_loop(self) -> None:
         while not self._stopping.is_set():
-            for job_id in await self.store.cancel_requested(self.id):
-                self.cancel_local(job_id, "cancel")
-            if len(self._running) < self.concurrency:
-                claim = await self.store.claim(self.id, self.lease_s, self.max_attempts)
-                if claim is not None:
-                    self._launch(claim)
+            try:
+                if await self._claim_once():
                     continue
-            await self.store.wait_for_work(0.5)
+                await self.store.wait_for_work(0.5)
+            except Exception as exc:  # the store failed (disk full, database down): retry
+                log.warning("worker.claim_failed", error=type(exc).__name__)
+                await asyncio.sleep(1.0)
+
+    async def _claim_once(self) -> bool:
+        for job_id in await self.store.cancel_requested(self.id):
+            self.cancel_local(job_id, "cancel")
+        if len(self._running) < self.concurrency:
+            claim = await self.store.claim(self.id, self.lease_s, self.max_attempts)
+            if claim is not None:
+                self._launch(claim)
+                return True
+        return False
 
     async def _renew_loop(self) -> None:
         while True:
             await asyncio.sleep(self.lease_s / 3)
             for job_id, fence in list(self._fences.items()):
-                state = await self.store.renew(fence, self.lease_s)
+                try:
+                    state = await self.store.renew(fence, self.lease_s)
+                except Exception as exc:  # a later renewal may still succeed
+                    log.warning("worker.renew_failed", case_id=job_id, error=type(exc).__name__)
+                    continue
                 if state != "held":
                     self.cancel_local(job_id, "cancel" if state == "cancel" else "lost")
 
     def _launch(self, claim: Claim) -> None:
         job_id = claim.job.id
+        self._unwritten.pop(job_id, None)
         self._fences[job_id] = claim.fence
         task = asyncio.create_task(self._execute(claim), name=f"case-{job_id}")
         self._running[job_id] = task
@@ -146,6 +168,17 @@ class Worker:
         """True while this worker runs the case."""
         return job_id in self._running
 
+    def unwritten_end(self, job_id: str) -> tuple[int, dict[str, Any]] | None:
+        """(attempt, problem) of this case's end when the store could not take it, else None."""
+        entry = self._unwritten.get(job_id)
+        return None if entry is None else (entry[1], entry[2])
+
+    def _keep_unwritten(self, fence: Fence, problem: dict[str, Any]) -> None:
+        now = asyncio.get_running_loop().time()
+        for stale in [k for k, (t, _, _) in self._unwritten.items() if now - t > 600]:
+            self._unwritten.pop(stale, None)
+        self._unwritten[fence.job_id] = (now, fence.attempt, problem)
+
     async def _execute(self, claim: Claim) -> None:
         job, fence = claim.job, claim.fence
         created = dt.datetime.fromisoformat(job.created)
@@ -162,21 +195,42 @@ class Worker:
             await self._prune()
         except asyncio.CancelledError:
             why = self._why.get(job.id, "release")
-            if why == "cancel":
-                await self.store.end(fence, "cancelled", ev.ERROR, dict(CANCELLED))
-                metrics.job_finished(job.kind, "cancelled")
-            elif why == "release":
-                await self.store.release(fence)
+            try:
+                if why == "cancel":
+                    await self._end(fence, "cancelled", ev.ERROR, dict(CANCELLED))
+                    metrics.job_finished(job.kind, "cancelled")
+                elif why == "release":
+                    await self.store.release(fence)
+            except (StorageFault, LeaseLost) as exc:
+                log.warning("worker.stop_not_written", case_id=job.id, error=type(exc).__name__)
             log.info("worker.case_stopped", case_id=job.id, why=why)
         except LeaseLost:
             log.warning("worker.lease_lost", case_id=job.id)
+        except StorageFault as fault:
+            await self._storage_fault(fence, job.kind, fault)
+
+    async def _storage_fault(self, fence: Fence, kind: str, fault: StorageFault) -> None:
+        """End the case with the fault's problem; keep it in memory when that cannot be written."""
+        problem = {**fault.problem(), "stage": "store"}
+        written = False
+        try:
+            written = await self.store.end(fence, "failed", ev.ERROR, problem) is not None
+        except StorageFault:
+            self._keep_unwritten(fence, problem)
+        metrics.job_finished(kind, "failed")
+        log.error("worker.storage_fault", case_id=fence.job_id, code=fault.code, written=written)
 
     async def _prune(self) -> None:
         """Retention: drop finished jobs past the age or count limit, at most once a minute."""
         now = asyncio.get_running_loop().time()
         if now - self._pruned_at >= 60:
             self._pruned_at = now
-            if removed := await self.store.prune():
+            try:
+                removed = await self.store.prune()
+            except StorageFault as fault:
+                log.warning("store.prune_failed", code=fault.code)
+                return
+            if removed:
                 log.info("store.pruned", jobs=removed)
 
     async def _run(self, case: Case, fence: Fence) -> str:
@@ -184,7 +238,9 @@ class Worker:
         hinted, limits, store = self.hints.pop(case.case_id, None), self.limits, self.store
         try:
             with metrics.timed_stage("decode"):
-                image = hinted[1] if hinted else await asyncio.to_thread(decode_case, case, limits)
+                image = (
+                    hinted[1] if hinted else await off_loop(limits.image, decode_case, case, limits)
+                )
         except Exception as exc:
             await self._end(fence, "failed", ev.ERROR, error_problem(exc, "decode"))
             return "failed"

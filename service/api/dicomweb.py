@@ -20,6 +20,7 @@ from service.api.auth import principal_of
 from service.api.dicomweb_read import DicomWebReads, dicomweb_root
 from service.api.rest import services_of
 from service.bootstrap import Services
+from service.dicom.deflate import is_deflated, meta_uids
 from service.dicom.iod_check import iod_problems
 from service.dicom.multipart_related import parse_multipart_related
 from service.dicom.stored_object import object_case, stored_as_is
@@ -34,6 +35,7 @@ from service.dicom.stow import (
     store_status,
 )
 from service.errors import ServiceError
+from service.images import off_loop
 from service.intake.cases import Intake, build_case, parse_language
 from service.logging import get_logger
 from service.pipeline.case import DICOM_MEDIA_TYPE, DicomOrigin, UploadOrigin, new_case_id
@@ -71,7 +73,10 @@ async def submit_instance(
 
 def failed(error: ServiceError, raw: bytes) -> StoreOutcome:
     """A FailedSOPSequence entry; the UIDs and the specific reason come from the header when
-    it can be read."""
+    it can be read (a deflated instance: from its File Meta only, never inflated here)."""
+    if is_deflated(raw):
+        sop_class, sop_instance = meta_uids(raw)
+        return StoreOutcome(sop_class, sop_instance, failure_reason=failure_reason(error))
     header = read_header(raw)
     sop_class = str(header.get("SOPClassUID", "")) if header is not None else ""
     sop_instance = str(header.get("SOPInstanceUID", "")) if header is not None else ""
@@ -151,7 +156,9 @@ class DicomWebController(Controller, DicomWebReads):
                     studies.append(str(header.StudyInstanceUID))
                 continue
             try:
-                intake = build_case(
+                intake = await off_loop(  # decoding is CPU work: never on the event loop
+                    limits.image,
+                    build_case,
                     part.body,
                     DICOM_MEDIA_TYPE,
                     patient=Patient(),
@@ -161,7 +168,7 @@ class DicomWebController(Controller, DicomWebReads):
                     limits=limits,
                 )
             except ServiceError as error:
-                outcomes.append(failed(error, part.body))
+                outcomes.append(await off_loop(limits.image, failed, error, part.body))
                 continue
             origin = intake.case.origin
             assert isinstance(origin, DicomOrigin)

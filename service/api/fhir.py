@@ -12,10 +12,12 @@ from typing import Any
 
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.params import FromPath
+from litestar.response import Stream
 
 from fhir_mappings.conformance import capability_statement, operation_definition
 from service import __version__
 from service.api.auth import principal_of
+from service.api.fhir_async import batch_response
 from service.api.fhir_wire import (
     FHIR_EXCEPTION_HANDLERS,
     FHIR_JSON,
@@ -26,6 +28,7 @@ from service.api.fhir_wire import (
     fhir_response,
     json_body,
     outcome_response,
+    root_url,
 )
 from service.api.rest import READ, RUN, erase_case, owned_job, services_of
 from service.api.reviews import versioned_response
@@ -49,9 +52,10 @@ async def write_back_status(services: Services, job_id: str) -> dict[str, Any] |
 
 
 async def result_response(services: Services, job_id: str, output: str) -> Response[Any]:
-    """The finished job's DiagnosticReport / Bundle, or its OperationOutcome.
-
-    `X-Write-Back-Status` (`succeeded`/`failed`) tells whether it reached the FHIR server.
+    """The finished job's DiagnosticReport / Bundle, or its OperationOutcome (the answer of a
+    synchronous `$diagnose`: 200, no Location — nothing is created at a URL the client asked
+    for; `X-Job-Id` names the case). `X-Write-Back-Status` (`succeeded`/`failed`) tells
+    whether it reached the FHIR server.
     """
     events = await services.store.events_after(job_id)
     last = events[-1] if events else None
@@ -61,11 +65,16 @@ async def result_response(services: Services, job_id: str, output: str) -> Respo
     stored = await services.store.get_artifact(job_id, kind)
     if stored is None:
         raise NotFound(f"job {job_id} has no FHIR output")
-    headers = {"Location": f"/fhir/DiagnosticReport/{job_id}"}
+    headers = {"X-Job-Id": job_id}
     write_back = await write_back_status(services, job_id)
     if write_back is not None:
         headers["X-Write-Back-Status"] = str(write_back.get("status"))
-    return Response(stored[1], media_type=f"{FHIR_JSON}; charset=utf-8", headers=headers)
+    return Response(stored[1], media_type=f"{FHIR_JSON}; charset=utf-8", headers=headers or None)
+
+
+def _monitor(request: Request[Any, Any, Any], job_id: str) -> str:
+    """The `Link` to the job's SSE stream (absolute)."""
+    return f'<{root_url(request)}/api/v1/jobs/{job_id}/events>; rel="monitor"'
 
 
 async def _owned_resource(request: Request[Any, Any, Any], job_id: str, what: str) -> None:
@@ -127,10 +136,7 @@ class FhirController(Controller):
             return fhir_response(
                 accepted_outcome(job_id),
                 202,
-                **{
-                    "Content-Location": status_url,
-                    "Link": f'</api/v1/jobs/{job_id}/events>; rel="monitor"',
-                },
+                **{"Content-Location": status_url, "Link": _monitor(request, job_id)},
             )
         await submission.result()
         return await result_response(services, job_id, output)
@@ -139,7 +145,9 @@ class FhirController(Controller):
     async def job_status(
         self, request: Request[Any, Any, Any], job_id: FromPath[str]
     ) -> Response[Any]:
-        """202 with X-Progress while running; then the result (or its OperationOutcome)."""
+        """202 with X-Progress while running; then a `batch-response` Bundle holding the result
+        (or its OperationOutcome); 404 once cancelled or deleted."""
+        check_accept(request)
         services = services_of(request)
         job = await owned_job(request, job_id, "fhir")
         if not job.finished:
@@ -148,16 +156,17 @@ class FhirController(Controller):
             return fhir_response(
                 accepted_outcome(job_id, progress),
                 202,
-                **{
-                    "X-Progress": progress,
-                    "Retry-After": "1",
-                    "Link": f'</api/v1/jobs/{job_id}/events>; rel="monitor"',
-                },
+                **{"X-Progress": progress, "Retry-After": "1", "Link": _monitor(request, job_id)},
             )
-        return await result_response(services, job_id, str(job.meta.get("output", "report")))
+        bundle = await batch_response(services, job, base_url(request))
+        headers = {}
+        write_back = await write_back_status(services, job_id)
+        if write_back is not None:
+            headers["X-Write-Back-Status"] = str(write_back.get("status"))
+        return fhir_response(bundle, 200, **headers)
 
     @get("/jobs/{job_id:str}/events", opt=READ)
-    async def job_events(self, request: Request[Any, Any, Any], job_id: FromPath[str]) -> Any:
+    async def job_events(self, request: Request[Any, Any, Any], job_id: FromPath[str]) -> Stream:
         """The job's SSE stream (so a telemedicine UI can watch an EHR-started job)."""
         services = services_of(request)
         await owned_job(request, job_id)
@@ -166,9 +175,13 @@ class FhirController(Controller):
 
     @delete("/jobs/{job_id:str}", status_code=202, opt=RUN)
     async def cancel(self, request: Request[Any, Any, Any], job_id: FromPath[str]) -> Response[Any]:
-        """Cancel an async `$diagnose`."""
+        """Cancel a running async `$diagnose`, or delete a finished one (its report, PDF and
+        photo; needs the delete scope): 202, then the status URL answers 404."""
         services = services_of(request)
-        await owned_job(request, job_id, "fhir")
+        job = await owned_job(request, job_id, "fhir")
+        if job.finished:
+            await erase_case(request, job_id)
+            return fhir_response(accepted_outcome(job_id, "deleted"), 202)
         await services.jobs.cancel(job_id)
         return fhir_response(accepted_outcome(job_id, "cancelled"), 202)
 

@@ -1,7 +1,9 @@
 """The FHIR door's wire format: content negotiation, JSON decoding, FHIR responses and errors.
 
-JSON only (`application/fhir+json`, also `application/json`); XML is refused with 406 and the
-CapabilityStatement says so. Every error is an OperationOutcome with the right status.
+JSON only (`application/fhir+json`, also `application/json`) of FHIR R4: XML (`Accept` or
+`_format`) and other FHIR versions (`Accept: …; fhirVersion=3.0`) are refused with 406, and the
+CapabilityStatement says so. Every error is an OperationOutcome with the right status. Links
+are absolute and built from settings (`root_url`), never from the Host header.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from litestar.exceptions import HTTPException
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 
 from fhir_mappings.outcome import operation_outcome
+from service import bounded_json
 from service.errors import (
     BadRequest,
     NotAcceptable,
@@ -27,6 +30,8 @@ from service.errors import (
 FHIR_JSON = "application/fhir+json"
 JSON_TYPES = {FHIR_JSON, "application/json"}
 SUPPORTED_FHIR_VERSIONS = {"4.0", "4.0.1"}
+#: `_format` values that mean FHIR JSON (FHIR R4 http.html#mime-type).
+FORMATS = {"json", FHIR_JSON, "application/json", "application/json+fhir"}
 
 
 def fhir_response(body: dict[str, Any], status: int = 200, **headers: str) -> Response[Any]:
@@ -62,18 +67,35 @@ FHIR_EXCEPTION_HANDLERS = {ServiceError: _service_error, HTTPException: _http_er
 
 
 def check_accept(request: Request[Any, Any, Any], *extra: str) -> None:
-    """406 unless the client accepts FHIR JSON (or one of `extra`)."""
+    """406 unless the client accepts FHIR JSON of R4 (or one of `extra`): the `Accept` header
+    (with its `fhirVersion` parameter) and the `_format` query parameter both count."""
+    fmt = request.query_params.get("_format")
+    if isinstance(fmt, str) and fmt.strip() and fmt.strip().lower() not in FORMATS:
+        raise NotAcceptable(
+            f"_format={fmt[:40]} is not served: this server speaks FHIR JSON only "
+            "(_format=json or application/fhir+json)",
+            expression=["_format"],
+        )
     accept = request.headers.get("accept", "")
     if not accept.strip():
         return
-    offered = [part.split(";")[0].strip().lower() for part in accept.split(",")]
     acceptable = JSON_TYPES | {"*/*", "application/*", *extra}
-    if not any(kind in acceptable for kind in offered):
-        raise NotAcceptable(
-            f"cannot produce {accept[:100]}: this server speaks FHIR JSON only "
-            "(application/fhir+json)",
-            expression=["Accept"],
-        )
+    for part in accept.split(","):
+        kind, *options = (piece.strip() for piece in part.split(";"))
+        if kind.lower() not in acceptable:
+            continue
+        versions = [o.partition("=")[2].strip('"') for o in options if _is_version(o)]
+        if all(v in SUPPORTED_FHIR_VERSIONS for v in versions):
+            return
+    raise NotAcceptable(
+        f"cannot produce {accept[:100]}: this server speaks FHIR R4 (fhirVersion=4.0) JSON "
+        "only (application/fhir+json)",
+        expression=["Accept"],
+    )
+
+
+def _is_version(option: str) -> bool:
+    return option.partition("=")[0].strip().lower() == "fhirversion"
 
 
 def check_content_type(request: Request[Any, Any, Any]) -> None:
@@ -93,11 +115,12 @@ def check_content_type(request: Request[Any, Any, Any]) -> None:
 
 
 async def json_body(request: Request[Any, Any, Any]) -> Any:
-    """The request body as JSON, or 400."""
+    """The request body as JSON, or 400 (nesting depth and number length are bounded before
+    anything is parsed: `service.bounded_json`)."""
     try:
-        return json.loads(await request.body())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadRequest(f"the body is not valid JSON ({exc.__class__.__name__})") from None
+        return bounded_json.loads(await request.body())
+    except bounded_json.JsonRejected as exc:
+        raise BadRequest(f"the body is not acceptable JSON: {exc.reason}") from None
 
 
 def accepted_outcome(job_id: str, progress: str = "accepted") -> dict[str, Any]:
@@ -114,8 +137,19 @@ def accepted_outcome(job_id: str, progress: str = "accepted") -> dict[str, Any]:
     }
 
 
+def root_url(request: Request[Any, Any, Any]) -> str:
+    """Absolute base of this service for links: `settings.public_base_url`, else the host and
+    port it was configured to serve on — never the request's own Host header, which a caller
+    controls."""
+    settings = request.app.state.settings
+    configured = settings.public_base_url
+    if configured:
+        return str(configured).rstrip("/")
+    host = str(settings.host)
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{settings.port}"
+
+
 def base_url(request: Request[Any, Any, Any]) -> str:
-    """Absolute base of the FHIR endpoint (settings.public_base_url wins)."""
-    configured = request.app.state.settings.public_base_url
-    root = configured.rstrip("/") if configured else str(request.base_url).rstrip("/")
-    return f"{root}/fhir"
+    """Absolute base of the FHIR endpoint (`root_url` + `/fhir`)."""
+    return f"{root_url(request)}/fhir"

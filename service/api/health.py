@@ -18,23 +18,26 @@ def health() -> dict[str, str]:
 
 @get("/ready", tags=["health"], opt={"public": True})
 async def ready(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
-    """Readiness: the classifier is loaded and the job store answers (503 otherwise)."""
+    """Readiness: the classifier is loaded, the job store answers and takes a small write
+    (cached a few seconds: a full disk or a read-only data directory is 503 until it clears)."""
     services = getattr(request.app.state, "services", None)
     if services is None:
         error = getattr(request.app.state, "startup_error", None)
         body = {"status": "starting" if error is None else "failed", "error": error}
         return Response(body, status_code=503, headers={"Retry-After": "5"})
     database = await services.store.ping()
+    writable = database and await services.store.writable()
+    ok = database and writable
     return Response(
         {
-            "status": "ready" if database else "degraded",
+            "status": "ready" if ok else "degraded",
             "classifier": {"backend": services.backend, **services.classifier_info.as_dict()},
             "narrator": services.narrator.info.as_dict(),
-            "store": {"backend": services.store.backend, "ok": database},
+            "store": {"backend": services.store.backend, "ok": database, "writable": writable},
             "worker": services.worker is not None,
         },
-        status_code=200 if database else 503,
-        headers=None if database else {"Retry-After": "5"},
+        status_code=200 if ok else 503,
+        headers=None if ok else {"Retry-After": "5"},
     )
 
 

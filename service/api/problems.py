@@ -15,6 +15,7 @@ from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 
 from service.errors import ServiceError, error_from_problem, error_headers
 from service.logging import get_logger
+from service.store.faults import storage_fault
 
 PROBLEM_JSON = "application/problem+json"
 log = get_logger(__name__)
@@ -64,7 +65,11 @@ def http_error_body(request: Request[Any, Any, Any], exc: HTTPException) -> Resp
 
 
 def unexpected_error_body(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    """Anything else: a generic 500 without internals; the log gets the type, not the message."""
+    """Anything else: a generic 500 without internals; the log gets the type, not the message.
+    A storage error that escaped the store (disk full, read-only) is its 507 / 503 instead."""
+    fault = storage_fault(exc)
+    if fault is not None:
+        return service_error_body(request, fault)
     log.error("unhandled_error", error=type(exc).__name__, path=request.url.path)
     return problem_response(
         {

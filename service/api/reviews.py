@@ -59,11 +59,7 @@ class ReviewController(Controller):
         "confirm" | "revise" | "not_assessable", "finding"?: class (revise only),
         "comment"?}`. Answers the new version of the report JSON; the PDF, FHIR and DICOM
         outputs are re-issued and `report.reviewed` goes to the job's event stream."""
-        try:
-            body = json.loads(await request.body())
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise BadRequest(f"the body is not valid JSON ({exc.__class__.__name__})") from None
-        reviewed = await _review(request, report_id, body)
+        reviewed = await _review(request, report_id, await json_body(request))
         return report_json(reviewed)
 
 
@@ -110,7 +106,7 @@ class FhirReviewController(Controller):
     async def definition(self, request: Request[Any, Any, Any]) -> Response[Any]:
         """The OperationDefinition of `$review`."""
         check_accept(request)
-        return fhir_response(review_operation_definition(base_url(request)))
+        return fhir_response(review_operation_definition())
 
     @post("/DiagnosticReport/{report_id:str}/$review", status_code=200, opt=REVIEW)
     async def review(

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
 from litestar.response import Stream
 
+from service.errors import BadRequest
 from service.jobs import JobManager
 
 RETRY_MS = 3000
@@ -53,9 +55,20 @@ def sse_response(
     )
 
 
+_EVENT_ID = re.compile(r"[0-9]{1,18}")  # ASCII digits only: str.isdigit() also takes "²"
+
+
 def last_event_id(header: str | None, query: str | None) -> int:
-    """Sequence number to resume after (Last-Event-ID header, or `?after=`)."""
-    for raw in (header, query):
-        if raw and raw.strip().isdigit():
-            return int(raw.strip())
+    """Sequence number to resume after (`Last-Event-ID` header, else `?after=`); 0 when neither
+    is given. Anything but 1–18 ASCII digits is a 400: this service only ever sends such ids."""
+    for raw, name in ((header, "Last-Event-ID"), (query, "after")):
+        text = (raw or "").strip()
+        if not text:
+            continue
+        if not _EVENT_ID.fullmatch(text):
+            raise BadRequest(
+                f"{name} must be an event id this service sent (1 to 18 digits)",
+                expression=[name],
+            )
+        return int(text)
     return 0

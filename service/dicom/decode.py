@@ -1,8 +1,10 @@
 """Decode a DICOM Part 10 photograph into an upright RGB image, its patient and its identifiers.
 
 Accepted: single-frame VL Photographic, Dermoscopic Photography, Secondary Capture and (colour
-only) VL Microscopic images; uncompressed, JPEG baseline/extended, JPEG 2000 and RLE transfer
-syntaxes; RGB, YBR_* and MONOCHROME1/2 (grayscale is decoded to RGB so that the quality gate,
+only) VL Microscopic images; uncompressed, deflated (inflated under a budget, `deflate`), JPEG
+baseline/extended, JPEG 2000 and RLE transfer syntaxes (a compressed frame's own header is
+checked against Rows x Columns and the pixel limit before decoding, `frames`); RGB, YBR_* and
+MONOCHROME1/2 (grayscale is decoded to RGB so that the quality gate,
 not this layer, rejects it). Anything else is a 4xx `ServiceError` whose detail never holds PHI.
 
 pydicom echoes invalid element values in its reading-validation warnings and log records, which
@@ -26,6 +28,8 @@ from pydicom.dataset import Dataset
 from pydicom.pixels.utils import pixel_array
 from pydicom.uid import UID
 
+from service.dicom.deflate import inflate_part10, is_deflated
+from service.dicom.frames import check_compressed_frame
 from service.dicom.patient import patient_from_dataset
 from service.errors import (
     DicomMismatch,
@@ -128,7 +132,7 @@ def decode_dicom(
 ) -> DicomImage:
     """Decode a DICOM Part 10 photograph, or raise a 4xx `ServiceError` (details hold no PHI)."""
     limits = limits or ImageLimits()
-    ds = _read(data)
+    ds = _read(inflate_part10(data, limits) if is_deflated(data) else data)
     _check_instance(ds, limits)
     rgb = _decode_rgb(ds)
     check_min_side(rgb, limits)
@@ -226,7 +230,9 @@ def _check_instance(ds: Dataset, limits: ImageLimits) -> None:
             f"image is {columns}x{rows} pixels; the limit is {limits.max_pixels} pixels",
             limit_pixels=limits.max_pixels,
         )
-    if not syntax.is_compressed:
+    if syntax.is_compressed:
+        check_compressed_frame(ds, syntax, rows, columns, samples * (bits // 8), limits)
+    else:
         per_pixel = 2 if photometric == "YBR_FULL_422" else samples
         expected = rows * columns * per_pixel * (bits // 8)
         actual = len(ds.PixelData)

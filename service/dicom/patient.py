@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydicom.dataset import Dataset
 from pydicom.valuerep import PersonName
 
+from service.errors import InvalidDicom
 from service.pipeline.domain import Patient
 
 _AGE = re.compile(r"^(\d{3})([DWMY])$")
@@ -37,6 +38,53 @@ def patient_from_dataset(ds: Dataset, *, today: date | None = None) -> Patient:
 
 
 _SEX: dict[str, Literal["female", "male", "other"]] = {"F": "female", "M": "male", "O": "other"}
+#: Patient and General Study attributes a report instance copies (see `decode.DicomImage.origin`).
+COPIED_KEYWORDS = (
+    "PatientName", "PatientID", "IssuerOfPatientID", "PatientBirthDate", "PatientSex",
+    "PatientAge", "PatientSize", "PatientWeight", "StudyDate", "StudyTime",
+    "ReferringPhysicianName", "StudyID", "AccessionNumber", "StudyDescription",
+)  # fmt: skip
+#: PS3.5 §6.2 maximum value lengths in characters (PN: per component group).
+_MAX_CHARS = {
+    "AS": 4, "CS": 16, "DA": 8, "DS": 16, "DT": 26, "IS": 12, "LO": 64, "PN": 64, "SH": 16,
+    "TM": 16, "UI": 64, "ST": 1024, "LT": 10240,
+}  # fmt: skip
+
+
+def check_copied_header(ds: Dataset) -> None:
+    """422 when a header value a report instance copies breaks its VR's length (PS3.5 §6.2):
+    a Person Name of more than 3 component groups, 5 components or 64 characters per group,
+    or any other copied value longer than its VR allows. The report never carries such a value,
+    and nothing downstream (the PDF, the FHIR output) is asked to lay it out."""
+    for keyword in COPIED_KEYWORDS:
+        if keyword not in ds:
+            continue
+        element = ds[keyword]
+        values = element.value if element.VM > 1 else [element.value]
+        if element.VM > 1 and element.VR == "PN":
+            raise _header_error(keyword, "a Person Name holds one value")
+        for value in values:
+            problem = _value_problem(element.VR, "" if value is None else str(value))
+            if problem:
+                raise _header_error(keyword, problem)
+
+
+def _value_problem(vr: str, text: str) -> str | None:
+    limit = _MAX_CHARS.get(vr)
+    if vr == "PN":
+        groups = text.split("=")
+        if len(groups) > 3 or any(len(g.split("^")) > 5 for g in groups):
+            return "a Person Name has at most 3 component groups of 5 components"
+        if any(len(group) > 64 for group in groups):
+            return "a Person Name component group has at most 64 characters"
+        return None
+    if limit is not None and len(text) > limit:
+        return f"a value of VR {vr} has at most {limit} characters"
+    return None
+
+
+def _header_error(keyword: str, message: str) -> InvalidDicom:
+    return InvalidDicom(f"{keyword}: {message} (PS3.5 §6.2)", expression=[keyword])
 
 
 def parse_age(value: str) -> int | None:

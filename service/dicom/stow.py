@@ -67,7 +67,14 @@ _BY_CODE = {
 
 
 def read_header(raw: bytes) -> Dataset | None:
-    """The header of a Part 10 instance without its pixel data, or None when unreadable."""
+    """The header of a Part 10 instance without its pixel data, or None when unreadable.
+
+    A deflated instance is None too: inflating it here would bypass the decoding budget.
+    """
+    from service.dicom.deflate import is_deflated
+
+    if is_deflated(raw):
+        return None
     try:
         from pydicom import dcmread
         from pydicom.filebase import DicomBytesIO

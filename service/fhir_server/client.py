@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from service import bounded_json
 from service.errors import (
     FetchNotAllowed,
     FhirUnprocessable,
@@ -198,7 +199,7 @@ class FhirServer:
         if status != 200:
             raise FhirUnprocessable(f"subject {reference} could not be read: HTTP {status}")
         try:
-            resource = json.loads(answer.body)
+            resource = bounded_json.loads(answer.body)
         except ValueError:
             resource = None
         if not isinstance(resource, dict) or resource.get("resourceType") != "Patient":
@@ -257,7 +258,7 @@ def _unwrap_binary(body: bytes, content_type: str) -> bytes:
     if "json" not in content_type.lower():
         return body
     try:
-        resource = json.loads(body)
+        resource = bounded_json.loads(body)
         data = base64.b64decode(resource["data"], validate=False)
     except (ValueError, KeyError, TypeError, binascii.Error):
         raise Unprocessable("the fetched URL is JSON but not a FHIR Binary with data") from None
@@ -269,7 +270,7 @@ def _unwrap_binary(body: bytes, content_type: str) -> bytes:
 def _response_entries(body: bytes) -> list[dict[str, str | None]]:
     """`response.status` and `response.location` of each transaction-response entry."""
     try:
-        resource = json.loads(body) if body else None
+        resource = bounded_json.loads(body) if body else None
     except ValueError:
         return []
     if not isinstance(resource, dict) or resource.get("type") != "transaction-response":

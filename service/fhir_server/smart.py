@@ -34,6 +34,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from service import bounded_json
 from service.errors import FetchNotAllowed
 from service.fhir_server.guard import allowed_token_url, allowed_url
 from service.settings import Settings
@@ -229,7 +230,7 @@ class SmartClient:
 
 def _json(body: bytes) -> dict[str, Any] | None:
     try:
-        value = json.loads(body)
+        value = bounded_json.loads(body)
     except ValueError:
         return None
     return value if isinstance(value, dict) else None

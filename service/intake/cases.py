@@ -9,43 +9,33 @@ the language is negotiated by one function with one error.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from PIL import Image
 
 from service.dicom.decode import DicomImage, decode_dicom
+from service.dicom.patient import check_copied_header
 from service.dicom.preamble import zero_preamble
 from service.errors import EmptyBody, Unprocessable, UnsupportedLanguage, UnsupportedMediaType
-from service.images import IMAGE_MEDIA_TYPES, DecodedImage, ImageLimits, decode_image
+from service.images import IMAGE_MEDIA_TYPES, DecodedImage, decode_image
+from service.intake.limits import (
+    MAX_AGE_YEARS,
+    check_patient,
+    check_text_field,
+    parse_age,
+    text_problem,
+)
+from service.intake.limits import (
+    Limits as Limits,  # re-exported: the doors and jobs import it from here
+)
 from service.pipeline.case import DICOM_MEDIA_TYPE, Case, Origin, UploadOrigin, new_case_id
 from service.pipeline.domain import LANGUAGES, Patient, SourceImage
 from service.report.i18n import negotiate_language
-from service.settings import Settings
 
 SEXES = {
     "female": "female", "f": "female", "male": "male", "m": "male",
     "other": "other", "o": "other", "unknown": "unknown", "u": "unknown",
 }  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Every bound a case must respect, whichever door it came through."""
-
-    image: ImageLimits = field(default_factory=ImageLimits)
-    max_name_chars: int = 200
-    max_history_chars: int = 4000
-    default_language: str = "en"
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Limits:
-        """The limits configured for this service."""
-        return cls(
-            image=ImageLimits(settings.max_image_pixels, settings.min_image_side),
-            max_name_chars=settings.max_name_chars,
-            max_history_chars=settings.max_history_chars,
-            default_language=settings.default_language,
-        )
 
 
 @dataclass(frozen=True)
@@ -75,20 +65,18 @@ def parse_patient_fields(fields: Mapping[str, str], limits: Limits) -> Patient:
     """Patient fields from form/query values; invalid values → 422 naming every such field."""
     errors: list[dict[str, str]] = []
     name = (fields.get("patient_name") or "").strip() or None
-    if name and len(name) > limits.max_name_chars:
-        errors.append(
-            {"field": "patient_name", "message": f"at most {limits.max_name_chars} characters"}
-        )
+    if name and (problem := text_problem(name, limits.max_name_chars)):
+        errors.append({"field": "patient_name", "message": problem})
+        name = None
     age: int | None = None
     raw_age = (fields.get("patient_age") or "").strip()
     if raw_age:
         try:
-            age = int(raw_age)
-            if not 0 <= age <= 130:
-                raise ValueError
+            age = parse_age(raw_age)
         except ValueError:
-            errors.append({"field": "patient_age", "message": "a whole number of years, 0–130"})
-            age = None
+            errors.append(
+                {"field": "patient_age", "message": f"a whole number of years, 0–{MAX_AGE_YEARS}"}
+            )
     sex = None
     raw_sex = (fields.get("patient_sex") or "").strip().lower()
     if raw_sex:
@@ -107,20 +95,10 @@ def parse_patient_fields(fields: Mapping[str, str], limits: Limits) -> Patient:
 
 
 def check_text(patient: Patient, history: str | None, limits: Limits) -> str | None:
-    """Apply the text limits to what any door sent; returns the normalised history."""
-    if patient.name and len(patient.name) > limits.max_name_chars:
-        raise Unprocessable(
-            f"the patient name is limited to {limits.max_name_chars} characters",
-            expression=["patient_name"],
-            errors=[
-                {"field": "patient_name", "message": f"at most {limits.max_name_chars} characters"}
-            ],
-        )
+    """Apply the patient and text limits to what any door sent; returns the normalised history."""
+    check_patient(patient, limits)
     text = (history or "").strip() or None
-    if text and len(text) > limits.max_history_chars:
-        raise Unprocessable(
-            f"history is limited to {limits.max_history_chars} characters", expression=["history"]
-        )
+    check_text_field("history", text, limits.max_history_chars, multiline=True)
     return text
 
 
@@ -170,6 +148,7 @@ def build_case(
     decoded = decode_source(data, media_type, limits)
     source = decoded.source
     if decoded.dicom is not None:
+        check_copied_header(decoded.dicom.header)  # what a report instance copies, by VR
         origin = decoded.dicom.origin()
         patient = merge_patient(decoded.dicom.patient, patient)
         check_text(patient, None, limits)

@@ -15,9 +15,13 @@ from fhir_mappings.inbound import DiagnoseInput, SubjectRef, parse_diagnose_requ
 from fhir_mappings.patient import domain_patient
 from service.errors import FhirUnprocessable
 from service.fhir_server import FhirServer
+from service.images import off_loop
 from service.intake.cases import Intake, Limits, build_case, parse_language
+from service.intake.limits import check_text_field
 from service.pipeline.case import FhirOrigin
 from service.pipeline.domain import Patient
+
+MAX_REFERENCE_CHARS = 1024  # a FHIR reference the outputs carry back (subject, image)
 
 
 async def case_from_fhir(
@@ -33,6 +37,9 @@ async def case_from_fhir(
     if output not in ("report", "bundle"):
         raise FhirUnprocessable("output must be 'report' or 'bundle'", expression=["output"])
     language = parse_language(parsed.language or query.get("language"), accept_language, limits)
+    references = {"subject": parsed.subject.reference, "image": parsed.image.reference}
+    for name, reference in references.items():
+        check_text_field(f"{name}.reference", reference, MAX_REFERENCE_CHARS)
     data = parsed.image.data
     if data is None:
         data = await server.fetch_attachment(str(parsed.image.url))
@@ -43,7 +50,9 @@ async def case_from_fhir(
         subject_resource=subject.resource,
         server_patient=on_server,
     )
-    return build_case(
+    return await off_loop(  # decoding is CPU work: never on the event loop
+        limits.image,
+        build_case,
         data,
         "application/octet-stream",
         patient=patient,

@@ -7,6 +7,7 @@ from typing import Any
 
 from fhir_mappings.inbound import SubjectRef
 from fhir_mappings.outbound import PdfDocument, diagnostic_report, transaction_bundle
+from fhir_mappings.search_index import INDEX_KIND, report_index
 from service.outputs.common import FHIR_JSON, json_bytes, report_title, subject_of
 from service.pipeline.case import ArtifactSink, Case, FhirOrigin
 from service.pipeline.domain import Attachment, Report
@@ -60,9 +61,12 @@ class FhirOutput:
         ]
 
     async def write(self, report: Report, pdf: bytes, case: Case, sink: ArtifactSink) -> None:
-        """Store the DiagnosticReport and, when the FHIR caller asked, the Bundle."""
+        """Store the DiagnosticReport (with its search index) and, when the FHIR caller asked,
+        the Bundle."""
         resource = await asyncio.to_thread(report_resource, report, case, pdf)
         sink.put("fhir", FHIR_JSON, json_bytes(resource))
+        patient = case.origin.subject_resource if isinstance(case.origin, FhirOrigin) else None
+        sink.put(INDEX_KIND, "application/json", json_bytes(report_index(resource, patient)))
         if isinstance(case.origin, FhirOrigin) and case.origin.output == "bundle":
             bundle = await asyncio.to_thread(bundle_resource, report, case, pdf, subject_of(case))
             sink.put("fhir-bundle", FHIR_JSON, json_bytes(bundle))

@@ -16,6 +16,8 @@ CLASSIFIED: Final = "classified"
 ANALYSIS: Final = "analysis"
 NARRATOR_FALLBACK: Final = "narrator.fallback"
 REPORT_DELTA: Final = "report.delta"
+#: The `report.delta` text so far is superseded (fallback, or the output guard's repair).
+REPORT_RESET: Final = "report.reset"
 REPORT_COMPLETED: Final = "report.completed"
 PDF_READY: Final = "pdf.ready"
 COMPLETED: Final = "completed"
@@ -32,6 +34,7 @@ EVENT_NAMES: Final = (
     ANALYSIS,
     NARRATOR_FALLBACK,
     REPORT_DELTA,
+    REPORT_RESET,
     REPORT_COMPLETED,
     PDF_READY,
     COMPLETED,
@@ -83,6 +86,10 @@ class ReportDeltaData(TypedDict):
     text: str
 
 
+class ReportResetData(TypedDict):
+    reason: str
+
+
 class ReportCompletedData(TypedDict):
     report: dict[str, Any]
 
@@ -111,6 +118,7 @@ EventData = (
     | AnalysisData
     | NarratorFallbackData
     | ReportDeltaData
+    | ReportResetData
     | ReportCompletedData
     | PdfReadyData
     | CompletedData

@@ -65,7 +65,14 @@ NOTICE_LABELS: Mapping[str, str] = {
         "The language model was unavailable; curated reference content was used instead."
     ),
     "narrator_truncated": N_("The language model's text was cut short."),
+    "narrative_repaired": N_(
+        "Parts of the language model's text were replaced with standard wording by the safety "
+        "check."
+    ),
 }
+
+#: Shown when a free-text field was clipped before layout (service.report.text).
+SHORTENED = N_("Some text was too long for the report: %(count)s characters are not shown.")
 
 #: Placeholders are python-format so translators can reorder them.
 PAGE_OF = N_("Page %(page)s of %(pages)s")

@@ -10,7 +10,8 @@ from markupsafe import Markup, escape
 _BULLET = re.compile(r"^\s*[-*•]\s+(.*)$")
 _NUMBERED = re.compile(r"^\s*\d{1,3}[.)]\s+(.*)$")
 _HEADING = re.compile(r"^\s*#{1,6}\s+(.*)$")
-_BOLD = re.compile(r"\*\*(.+?)\*\*")
+#: `**bold**`; a zero-width space (service.report.text) may sit between the asterisks.
+_BOLD = re.compile("\\*\u200b?\\*(.+?)\\*\u200b?\\*")
 
 
 def _inline(text: str) -> str:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import io
+import threading
 from collections.abc import Sequence
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -15,6 +17,7 @@ from PIL import Image, ImageFile
 from weasyprint.text.fonts import FontConfiguration
 from weasyprint.urls import URLFetcher
 
+from service.errors import ServiceUnavailable
 from service.pipeline.domain import Attachment, Report
 from service.report.i18n import (
     SUPPORTED_LANGUAGES,
@@ -23,6 +26,7 @@ from service.report.i18n import (
     jinja_environment,
 )
 from service.report.labels import PAGE_OF
+from service.report.text import TextLimits
 from service.report.view import report_context
 
 # WeasyPrint sets this to True at import, which makes Pillow fill truncated JPEG/J2K data with
@@ -31,6 +35,14 @@ from service.report.view import report_context
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 PDF_VARIANT = "pdf/a-3b"
+#: Seconds one layout may take before the run is refused (`SKINSCREEN_PDF_RENDER_BUDGET_S`).
+DEFAULT_RENDER_BUDGET_S = 20.0
+
+
+class RenderTimeout(ServiceUnavailable):
+    """The PDF layout ran past its time budget; the run fails instead of holding its slot."""
+
+    code, title = "render-timeout", "The PDF report took too long to lay out"
 
 
 class LocalOnlyFetcher(URLFetcher):  # type: ignore[misc]
@@ -83,8 +95,16 @@ def _data_uri(content: bytes, mime: str) -> str:
 class PdfRenderer:
     """Parses the templates and stylesheets once; `render` is then thread-safe and fast."""
 
-    def __init__(self, templates_dir: Path = TEMPLATES_DIR, image_max_side: int = 800) -> None:
+    def __init__(
+        self,
+        templates_dir: Path = TEMPLATES_DIR,
+        image_max_side: int = 800,
+        text_limits: TextLimits | None = None,
+        budget_s: float = DEFAULT_RENDER_BUDGET_S,
+    ) -> None:
+        self._budget_s = budget_s
         self._templates_dir = templates_dir
+        self._text_limits = text_limits or TextLimits()
         self._fetcher = LocalOnlyFetcher(templates_dir)
         self._base_url = templates_dir.resolve().as_uri() + "/"
         self._image_max_side = image_max_side
@@ -107,7 +127,7 @@ class PdfRenderer:
     def render_html(self, report: Report, photo_uri: str, heatmap_uri: str | None) -> str:
         """The report as HTML (what `render` lays out)."""
         template = self._templates[report.language]
-        context = report_context(report, get_translations(report.language))
+        context = report_context(report, get_translations(report.language), self._text_limits)
         return template.render(photo_uri=photo_uri, heatmap_uri=heatmap_uri, **context)
 
     def render(
@@ -117,7 +137,36 @@ class PdfRenderer:
         heatmap_png: bytes | None = None,
         attachments: Sequence[Attachment] = (),
     ) -> bytes:
-        """The report as PDF/A-3b bytes, with `attachments` embedded as associated files."""
+        """The report as PDF/A-3b bytes, with `attachments` embedded as associated files.
+
+        The layout runs in its own daemon thread and is given `budget_s`: past it the caller
+        gets `RenderTimeout` and the thread is abandoned (free text is clipped and made
+        breakable first, see `service.report.text`, so an abandoned layout still ends soon).
+        """
+        done: Future[bytes] = Future()
+
+        def work() -> None:
+            try:
+                done.set_result(self._render(report, image, heatmap_png, attachments))
+            except BaseException as exc:  # handed to the waiting caller
+                done.set_exception(exc)
+
+        threading.Thread(target=work, name="pdf-layout", daemon=True).start()
+        try:
+            return done.result(timeout=self._budget_s)
+        except TimeoutError:
+            raise RenderTimeout(
+                f"the PDF layout took longer than {self._budget_s:g} s and was abandoned",
+                retry_after=30,
+            ) from None
+
+    def _render(
+        self,
+        report: Report,
+        image: Image.Image,
+        heatmap_png: bytes | None,
+        attachments: Sequence[Attachment],
+    ) -> bytes:
         if report.language not in self._templates:
             get_translations(report.language)  # raises UnsupportedLanguage
         heatmap_uri = None

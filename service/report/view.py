@@ -17,9 +17,11 @@ from service.report.labels import (
     REASON_LABELS,
     SECTION_LABELS,
     SEX_LABELS,
+    SHORTENED,
     STATUS_LABELS,
 )
 from service.report.markup import render_markdownish
+from service.report.text import TextLimits, clip, shape
 
 MISSING = "—"
 #: DICOM identifiers shown in the PDF: label and the normalized keys they may arrive under.
@@ -44,9 +46,32 @@ def _dicom_uids(dicom: dict[str, str]) -> list[tuple[str, str]]:
     return found
 
 
-def report_context(report: Report, t: Translations) -> dict[str, Any]:
-    """Everything `report.html` renders, except the images."""
+class _Shaper:
+    """Clips and breaks every free-text field, counting what was left out."""
+
+    def __init__(self, limits: TextLimits) -> None:
+        self.limits = limits
+        self.omitted = 0
+
+    def __call__(self, text: str, limit: int, *, breaks: bool = True) -> str:
+        shaped = shape(text, limit) if breaks else clip(text, limit)
+        self.omitted += shaped.omitted
+        return shaped.text
+
+
+def _shortened(omitted: int, t: Translations) -> list[str]:
+    if not omitted:
+        return []
+    return [t.gettext(SHORTENED) % {"count": omitted}]
+
+
+def report_context(
+    report: Report, t: Translations, limits: TextLimits | None = None
+) -> dict[str, Any]:
+    """Everything `report.html` renders, except the images (free text shaped for layout)."""
     _ = t.gettext
+    text = _Shaper(limits or TextLimits())
+    sizes = text.limits
     probabilities = report.classification.probabilities
     top = report.classification.label
     rows = [
@@ -67,17 +92,19 @@ def report_context(report: Report, t: Translations) -> dict[str, Any]:
         "review": review_block(report),
         "created": format_datetime_local(report.created_at, report.language),
         "patient": {
-            "name": patient.name or MISSING,
+            "name": text(patient.name, sizes.name) if patient.name else MISSING,
             "age": patient.age,
             "sex": _(SEX_LABELS[patient.sex]) if patient.sex else MISSING,
-            "history": report.history or MISSING,
+            "history": text(report.history, sizes.history) if report.history else MISSING,
         },
         "source": {
             "width": report.source.width,
             "height": report.source.height,
             "media_type": report.source.media_type,
             "sha256": report.source.sha256[:16] or MISSING,
-            "dicom": _dicom_uids(report.source.dicom),
+            "dicom": [  # UIDs get copied: clipped, never given zero-width spaces (CSS breaks them)
+                (k, text(v, sizes.value, breaks=False)) for k, v in _dicom_uids(report.source.dicom)
+            ],
         },
         "rows": rows,
         "gate": {
@@ -85,13 +112,17 @@ def report_context(report: Report, t: Translations) -> dict[str, Any]:
             "label": _(STATUS_LABELS[status]),
             "reasons": [_(REASON_LABELS[c]) if c in REASON_LABELS else c for c in reason_codes],
         },
-        "summary_html": render_markdownish(report.summary),
+        "summary_html": render_markdownish(text(report.summary, sizes.section)),
         "sections": [
-            {"title": _(SECTION_LABELS[key]), "html": render_markdownish(report.sections[key])}
+            {
+                "title": _(SECTION_LABELS[key]),
+                "html": render_markdownish(text(report.sections[key], sizes.section)),
+            }
             for key in REPORT_SECTIONS
             if report.sections.get(key, "").strip()
         ],
-        "notices": [_(NOTICE_LABELS[n]) if n in NOTICE_LABELS else n for n in report.notices],
+        "notices": [_(NOTICE_LABELS[n]) if n in NOTICE_LABELS else n for n in report.notices]
+        + _shortened(text.omitted, t),
         "models": [
             (_("Classifier"), _model(report.classification.model)),
             (_("Report writer"), _model(report.narrator)),

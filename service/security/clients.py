@@ -22,6 +22,7 @@ from typing import Any
 
 from service.logging import get_logger
 from service.security.scopes import valid
+from service.store.private_files import private_dir
 
 log = get_logger(__name__)
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -137,7 +138,7 @@ def add_client(
     if jwks_file is not None:
         entry["jwks"] = json.loads(jwks_file.read_text(encoding="utf-8"))
     body["clients"].append(entry)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     temporary = path.with_suffix(".tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:

@@ -11,6 +11,9 @@ Semantics every backend keeps:
   worker whether a cancel was requested (from any replica) or the lease was lost.
 - Every job ends with a terminal event (`completed` or `error`) whatever happens to it.
 - Events are `(job, seq)`, seq 1, 2, …: the SSE id and `Last-Event-ID`.
+- A write the disk or database cannot take raises `StorageFull` (507) or `StorageFault` (503),
+  never a bare driver error; `writable()` tells readiness.
+- Photos and artifacts are sealed (AES-GCM) when a key is configured (`store.sealing`).
 - The audit trail is append-only and has no foreign key to jobs: `prune` and `delete_job`
   never touch it, so a record outlives the case it describes.
 """
@@ -127,6 +130,14 @@ class JobStore(Protocol):
         """(`Case.record()`, original bytes) of a job."""
         ...
 
+    async def indexed_jobs(
+        self, artifact: str, client: str | None = None
+    ) -> list[tuple[JobRecord, bytes]]:
+        """Completed jobs holding the artifact `artifact` (a small search index), newest
+        first, each with that artifact's content; only `client`'s when given (a job stored
+        without an owner belongs to `anonymous`)."""
+        ...
+
     async def delete_job(self, job_id: str) -> bool:
         """Erase a job with its case, events and artifacts."""
         ...
@@ -182,6 +193,10 @@ class JobStore(Protocol):
 
     async def ping(self) -> bool:
         """True when the database answers (readiness)."""
+        ...
+
+    async def writable(self) -> bool:
+        """True when a small real write succeeded lately (readiness; cached a few seconds)."""
         ...
 
     async def close(self) -> None:

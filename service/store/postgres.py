@@ -2,7 +2,9 @@
 
 Claims use `SELECT … FOR UPDATE SKIP LOCKED`; every event append NOTIFYs its job's id, so a
 follower on any replica is woken at once (`Listener`); a poll every few seconds covers a lost
-LISTEN connection. Artifacts live in the database (`bytea`).
+LISTEN connection. Artifacts live in the database (`bytea`), sealed like the photos when a
+key is configured. A full or read-only database raises `StorageFull` / `StorageFault`
+(`faults.raising_faults`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from typing import Any
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from service.errors import StoredDataUnreadable
+from service.store.faults import WriteProbe, raising_faults
 from service.store.postgres_audit import PostgresAudit
 from service.store.postgres_dicom import PostgresDicomIndex
 from service.store.postgres_reads import PostgresReads
@@ -34,18 +38,28 @@ from service.store.records import (
     JobRecord,
     LeaseState,
 )
+from service.store.sealing import Sealer
 from service.store.wakeups import Wakeups
 
 POLL_S = 2.0
 
 
+@raising_faults
 class PostgresStore(PostgresReads, PostgresAudit, PostgresDicomIndex):
     """Async `JobStore` on PostgreSQL."""
 
     backend = "postgresql"
 
-    def __init__(self, url: str, retention_hours: int = 72, max_jobs: int = 2000) -> None:
+    def __init__(
+        self,
+        url: str,
+        retention_hours: int = 72,
+        max_jobs: int = 2000,
+        sealer: Sealer | None = None,
+    ) -> None:
         self.url = url
+        self.sealer = sealer or Sealer()
+        self.probe = WriteProbe(self.probe_write)
         self.retention_hours = retention_hours
         self.max_jobs = max_jobs
         self._pool: AsyncConnectionPool | None = None
@@ -59,6 +73,12 @@ class PostgresStore(PostgresReads, PostgresAudit, PostgresDicomIndex):
             async with pool.connection() as conn:
                 await migrate(conn)
             self._pool = pool
+            try:
+                await self.check_key()
+            except Exception:
+                self._pool = None
+                await pool.close()
+                raise
         self._listener.ensure_started()
         return self._pool
 
@@ -78,7 +98,7 @@ class PostgresStore(PostgresReads, PostgresAudit, PostgresDicomIndex):
             )
             await conn.execute(
                 "INSERT INTO cases (job_id, record, data) VALUES (%s, %s, %s)",
-                (job_id, Jsonb(record), data),
+                (job_id, Jsonb(record), self.sealer.seal(data, job_id, "case")),
             )
             await conn.execute("SELECT pg_notify(%s, %s)", (WORK_CHANNEL, job_id))
 
@@ -115,7 +135,12 @@ class PostgresStore(PostgresReads, PostgresAudit, PostgresDicomIndex):
                     )
                     case = await cursor.fetchone()
                     assert case is not None  # created with its job
-                    return Claim(claimed, dict(case[0]), bytes(case[1]), expired)
+                    try:
+                        data = self.sealer.open(bytes(case[1]), job.id, "case")
+                    except StoredDataUnreadable as exc:
+                        await self._end(conn, job.id, "failed", exc.problem())
+                        continue
+                    return Claim(claimed, dict(case[0]), data, expired)
 
     async def _end(self, conn: Conn, job_id: str, status: str, problem: dict[str, Any]) -> None:
         await conn.execute(
@@ -232,7 +257,7 @@ class PostgresStore(PostgresReads, PostgresAudit, PostgresDicomIndex):
             f"SELECT %s, %s, %s, %s WHERE true {guard} "
             "ON CONFLICT (job_id, kind) DO UPDATE SET media_type=EXCLUDED.media_type, "
             "content=EXCLUDED.content RETURNING kind",
-            (job_id, kind, media_type, content, *args),
+            (job_id, kind, media_type, self.sealer.seal(content, job_id, kind), *args),
         )
         return bool(rows)
 
@@ -263,13 +288,6 @@ class PostgresStore(PostgresReads, PostgresAudit, PostgresDicomIndex):
             (key, until),
         )
         return bool(rows)
-
-    async def ping(self) -> bool:
-        try:
-            await self._fetch("SELECT 1")
-        except Exception:
-            return False
-        return True
 
     async def close(self) -> None:
         await self._listener.stop()

@@ -16,6 +16,7 @@ from service.store.dicom_records import (
     DicomEntry,
     PendingObject,
 )
+from service.store.sealing import Sealer
 
 _PENDING = f"""
 SELECT a.job_id, a.kind, COALESCE(j.meta->>'client', '')
@@ -32,7 +33,9 @@ LIMIT %s
 
 
 class PostgresDicomIndex:
-    """`dicom_pending`, `index_dicom`, `search_dicom`."""
+    """`store_dicom_object`, `dicom_pending`, `index_dicom`, `search_dicom`."""
+
+    sealer: Sealer
 
     async def _open(self) -> AsyncConnectionPool:
         raise NotImplementedError
@@ -51,7 +54,7 @@ class PostgresDicomIndex:
             )
             await conn.execute(
                 "INSERT INTO cases (job_id, record, data) VALUES (%s, %s, %s)",
-                (job_id, Jsonb(record), data),
+                (job_id, Jsonb(record), self.sealer.seal(data, job_id, "case")),
             )
             await conn.execute(
                 "INSERT INTO events (job_id, seq, name, data) VALUES (%s, 1, 'completed', %s)",

@@ -78,6 +78,11 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
     ),
     (
         4,
+        # One row rewritten by the readiness write probe.
+        "CREATE TABLE write_probe (id INTEGER PRIMARY KEY, at TIMESTAMPTZ NOT NULL);",
+    ),
+    (
+        5,
         # The DICOM instance index (QIDO-RS / WADO-RS): headers of stored DICOM objects.
         """
         CREATE TABLE dicom_instances (

@@ -2,6 +2,9 @@
 
 One connection per process, serialised by a lock, WAL mode and a busy timeout so several
 processes can share the file. The lease and fence semantics are `service.store.base`'s.
+Erasure is thorough: `secure_delete` zeroes freed content and a `TRUNCATE` checkpoint after
+`delete_job` / `prune` empties the WAL, so an erased photo leaves no bytes in the -wal file.
+Photos and artifacts are sealed with the `Sealer`'s key when one is configured.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from service.errors import StoredDataUnreadable
+from service.store.private_files import private_db_file
 from service.store.records import (
     CANCELLED,
     EXHAUSTED,
@@ -24,21 +29,37 @@ from service.store.records import (
     iso_in,
     now_iso,
 )
+from service.store.sealing import Sealer
 from service.store.sqlite_audit import SqliteAudit
 from service.store.sqlite_dicom import SqliteDicomIndex
 from service.store.sqlite_reads import SqliteReads
-from service.store.sqlite_schema import COLS, HELD, create_schema, fence_key, job_record
+from service.store.sqlite_schema import (
+    COLS,
+    HELD,
+    Transaction,
+    create_schema,
+    fence_key,
+    job_record,
+)
+from service.store.sqlite_upkeep import SqliteUpkeep
 
 
-class SqliteDb(SqliteReads, SqliteAudit, SqliteDicomIndex):
+class SqliteDb(SqliteReads, SqliteAudit, SqliteUpkeep, SqliteDicomIndex):
     """Synchronous SQLite access; every method is one short transaction."""
 
-    def __init__(self, path: Path, retention_hours: int = 72, max_jobs: int = 2000) -> None:
+    def __init__(
+        self,
+        path: Path,
+        retention_hours: int = 72,
+        max_jobs: int = 2000,
+        sealer: Sealer | None = None,
+    ) -> None:
         self.path = path
         self.retention = dt.timedelta(hours=retention_hours)
         self.max_jobs = max_jobs
+        self.sealer = sealer or Sealer()
         if str(path) != ":memory:":
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_db_file(path)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(
             str(path), check_same_thread=False, isolation_level=None, timeout=30
@@ -47,30 +68,22 @@ class SqliteDb(SqliteReads, SqliteAudit, SqliteDicomIndex):
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.execute("PRAGMA busy_timeout=30000")
+        self._db.execute("PRAGMA secure_delete=ON")
         with self._lock:
             create_schema(self._db)
+            newest = self._db.execute(
+                "SELECT job_id, data FROM cases ORDER BY rowid DESC LIMIT 1"
+            ).fetchone()
+        if newest is not None:
+            try:
+                self.sealer.check(bytes(newest[1]), str(newest[0]), "case")
+            except BaseException:
+                self._db.close()
+                raise
 
     def _tx(self) -> Any:
         """BEGIN IMMEDIATE … COMMIT (rolled back on error), under the process lock."""
-        db, lock = self._db, self._lock
-
-        class _Tx:
-            def __enter__(self) -> sqlite3.Connection:
-                lock.acquire()
-                try:
-                    db.execute("BEGIN IMMEDIATE")
-                except BaseException:
-                    lock.release()
-                    raise
-                return db
-
-            def __exit__(self, kind: object, *_: object) -> None:
-                try:
-                    db.execute("ROLLBACK" if kind else "COMMIT")
-                finally:
-                    lock.release()
-
-        return _Tx()
+        return Transaction(self._db, self._lock)
 
     def create_job(
         self, job_id: str, kind: str, meta: dict[str, Any], case: tuple[dict[str, Any], bytes]
@@ -85,7 +98,11 @@ class SqliteDb(SqliteReads, SqliteAudit, SqliteDicomIndex):
             record, data = case
             db.execute(
                 "INSERT INTO cases (job_id, record, data) VALUES (?,?,?)",
-                (job_id, json.dumps(record, ensure_ascii=False), data),
+                (
+                    job_id,
+                    json.dumps(record, ensure_ascii=False),
+                    self.sealer.seal(data, job_id, "case"),
+                ),
             )
 
     def claim(self, worker: str, lease_s: float, max_attempts: int) -> Claim | None:
@@ -111,13 +128,18 @@ class SqliteDb(SqliteReads, SqliteAudit, SqliteDicomIndex):
                     "lease_until=?, updated=? WHERE id=?",
                     (worker, iso_in(lease_s), now, job.id),
                 )
-                record, data = db.execute(
+                record, sealed = db.execute(
                     "SELECT record, data FROM cases WHERE job_id=?", (job.id,)
                 ).fetchone()
+                try:
+                    data = self.sealer.open(bytes(sealed), job.id, "case")
+                except StoredDataUnreadable as exc:
+                    self._end(db, job.id, "failed", "error", exc.problem())
+                    continue
                 claimed = JobRecord(
                     job.id, job.kind, "running", job.created, now, job.meta, job.attempt + 1, worker
                 )
-                return Claim(claimed, json.loads(record), bytes(data), expired)
+                return Claim(claimed, json.loads(record), data, expired)
 
     def _end(
         self, db: sqlite3.Connection, job_id: str, status: str, name: str, data: dict[str, Any]
@@ -226,13 +248,16 @@ class SqliteDb(SqliteReads, SqliteAudit, SqliteDicomIndex):
             db.execute(
                 "INSERT OR REPLACE INTO artifacts (job_id, kind, media_type, content) "
                 "VALUES (?,?,?,?)",
-                (job_id, kind, media_type, content),
+                (job_id, kind, media_type, self.sealer.seal(content, job_id, kind)),
             )
             return True
 
     def delete_job(self, job_id: str) -> bool:
         with self._tx() as db:
-            return bool(db.execute("DELETE FROM jobs WHERE id=?", (job_id,)).rowcount == 1)
+            deleted = bool(db.execute("DELETE FROM jobs WHERE id=?", (job_id,)).rowcount == 1)
+        if deleted:
+            self.checkpoint()
+        return deleted
 
     def prune(self) -> int:
         cutoff = (dt.datetime.now(dt.UTC) - self.retention).isoformat(timespec="milliseconds")
@@ -246,6 +271,8 @@ class SqliteDb(SqliteReads, SqliteAudit, SqliteDicomIndex):
                 "ORDER BY created DESC LIMIT -1 OFFSET ?)",
                 (self.max_jobs,),
             ).rowcount
+        if old + beyond:
+            self.checkpoint()
         return int(old + beyond)
 
     def use_once(self, key: str, until: float) -> bool:

@@ -18,6 +18,7 @@ from service.store.dicom_records import (
     PendingObject,
 )
 from service.store.records import now_iso
+from service.store.sealing import Sealer
 
 if TYPE_CHECKING:
     from service.store.sqlite import SqliteDb
@@ -41,6 +42,7 @@ class SqliteDicomIndex:
 
     _db: sqlite3.Connection
     _lock: threading.Lock
+    sealer: Sealer
 
     def store_dicom_object(
         self, job_id: str, meta: dict[str, Any], record: dict[str, Any], data: bytes
@@ -56,7 +58,11 @@ class SqliteDicomIndex:
                 )
                 self._db.execute(
                     "INSERT INTO cases (job_id, record, data) VALUES (?,?,?)",
-                    (job_id, json.dumps(record, ensure_ascii=False), data),
+                    (
+                        job_id,
+                        json.dumps(record, ensure_ascii=False),
+                        self.sealer.seal(data, job_id, "case"),
+                    ),
                 )
                 self._db.execute(
                     "INSERT INTO events (job_id, seq, name, data) VALUES (?,1,'completed',?)",

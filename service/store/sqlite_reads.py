@@ -8,6 +8,7 @@ import threading
 from typing import Any
 
 from service.store.records import JobRecord, StoredEvent
+from service.store.sealing import Sealer
 from service.store.sqlite_schema import COLS, job_record
 
 
@@ -16,6 +17,7 @@ class SqliteReads:
 
     _db: sqlite3.Connection
     _lock: threading.Lock
+    sealer: Sealer
 
     def count_active(self, client: str | None = None) -> int:
         sql = "SELECT COUNT(*) FROM jobs WHERE status IN ('queued','running')"
@@ -59,7 +61,9 @@ class SqliteReads:
                 "SELECT media_type, content FROM artifacts WHERE job_id=? AND kind=?",
                 (job_id, kind),
             ).fetchone()
-        return None if row is None else (str(row[0]), bytes(row[1]))
+        if row is None:
+            return None
+        return str(row[0]), self.sealer.open(bytes(row[1]), job_id, kind)
 
     def get_job(self, job_id: str) -> JobRecord | None:
         with self._lock:
@@ -80,4 +84,26 @@ class SqliteReads:
             row = self._db.execute(
                 "SELECT record, data FROM cases WHERE job_id=?", (job_id,)
             ).fetchone()
-        return None if row is None else (json.loads(row[0]), bytes(row[1]))
+        if row is None:
+            return None
+        return json.loads(row[0]), self.sealer.open(bytes(row[1]), job_id, "case")
+
+    def indexed_jobs(
+        self, artifact: str, client: str | None = None
+    ) -> list[tuple[JobRecord, bytes]]:
+        cols = ", ".join(f"j.{c.strip()}" for c in COLS.split(","))
+        sql = (
+            f"SELECT {cols}, a.content FROM jobs j JOIN artifacts a "
+            "ON a.job_id = j.id AND a.kind = ? WHERE j.status = 'completed'"
+        )
+        args: tuple[str, ...] = (artifact,)
+        if client is not None:
+            sql += " AND COALESCE(json_extract(j.meta, '$.client'), 'anonymous') = ?"
+            args += (client,)
+        with self._lock:
+            rows = self._db.execute(sql + " ORDER BY j.created DESC, j.id DESC", args).fetchall()
+        records = [job_record(row[:-1]) for row in rows]
+        return [
+            (job, self.sealer.open(bytes(row[-1]), job.id, artifact))
+            for job, row in zip(records, rows, strict=True)
+        ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from typing import Any
 
 from service.store.records import Fence, JobRecord
@@ -55,6 +56,8 @@ CREATE TABLE IF NOT EXISTS dicom_instances (
 CREATE INDEX IF NOT EXISTS dicom_study ON dicom_instances(study_uid);
 CREATE INDEX IF NOT EXISTS dicom_sop ON dicom_instances(sop_uid);
 CREATE INDEX IF NOT EXISTS dicom_client_study ON dicom_instances(client, study_uid);
+-- One row rewritten by the readiness write probe.
+CREATE TABLE IF NOT EXISTS write_probe (id INTEGER PRIMARY KEY, at TEXT NOT NULL);
 """
 
 
@@ -85,3 +88,34 @@ def job_record(row: tuple[Any, ...]) -> JobRecord:
 
 def fence_key(fence: Fence) -> tuple[str, str, int]:
     return (fence.job_id, fence.worker, fence.attempt)
+
+
+class Transaction:
+    """`with Transaction(db, lock) as db:` BEGIN IMMEDIATE … COMMIT, ROLLBACK on error — unless
+    SQLite already rolled back (so the original error is raised, not "no transaction"), and
+    also after a failed COMMIT, which may leave the transaction open."""
+
+    def __init__(self, db: sqlite3.Connection, lock: threading.Lock) -> None:
+        self.db, self.lock = db, lock
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.lock.acquire()
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self.lock.release()
+            raise
+        return self.db
+
+    def __exit__(self, kind: object, *_: object) -> None:
+        try:
+            if not kind:
+                self.db.execute("COMMIT")
+            elif self.db.in_transaction:  # SQLITE_FULL / IOERR may have rolled it back already
+                self.db.execute("ROLLBACK")
+        except BaseException:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
+        finally:
+            self.lock.release()

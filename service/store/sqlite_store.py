@@ -1,7 +1,8 @@
 """`SqliteStore`: the embedded `JobStore` — the SQLite core run off the event loop.
 
 Followers and workers in this process are woken at once; other processes sharing the file
-notice within a poll interval.
+notice within a poll interval. A database error that means the disk is full or not writable
+is raised as `StorageFull` (507) / `StorageFault` (503) (`service.store.faults`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from service.errors import StoredDataUnreadable
+from service.store.faults import WriteProbe, storage_fault
 from service.store.records import (
     AuditRecord,
     Claim,
@@ -19,6 +22,7 @@ from service.store.records import (
     LeaseState,
     StoredEvent,
 )
+from service.store.sealing import Sealer
 from service.store.sqlite import SqliteDb
 from service.store.sqlite_dicom import SqliteDicomIndexAsync
 from service.store.wakeups import Wakeups
@@ -32,13 +36,30 @@ class SqliteStore(SqliteDicomIndexAsync):
 
     backend = "sqlite"
 
-    def __init__(self, path: Path, retention_hours: int = 72, max_jobs: int = 2000) -> None:
-        self.db = SqliteDb(path, retention_hours, max_jobs)
+    def __init__(
+        self,
+        path: Path,
+        retention_hours: int = 72,
+        max_jobs: int = 2000,
+        sealer: Sealer | None = None,
+    ) -> None:
+        self.db = SqliteDb(path, retention_hours, max_jobs, sealer)
         self._events = Wakeups()
         self._work = Wakeups()
+        self.probe = WriteProbe(lambda: self._run(self.db.probe_write))
 
     async def _run(self, call: Callable[..., T], *args: Any) -> T:
-        return await asyncio.to_thread(call, *args)
+        try:
+            return await asyncio.to_thread(call, *args)
+        except Exception as exc:
+            fault = storage_fault(exc)
+            if fault is None:
+                raise
+            if not isinstance(fault, StoredDataUnreadable):
+                self.probe.failed()
+            if fault is exc:
+                raise
+            raise fault from exc
 
     async def create_job(
         self, job_id: str, kind: str, meta: dict[str, Any], case: tuple[dict[str, Any], bytes]
@@ -122,6 +143,11 @@ class SqliteStore(SqliteDicomIndexAsync):
     async def get_case(self, job_id: str) -> tuple[dict[str, Any], bytes] | None:
         return await self._run(self.db.get_case, job_id)
 
+    async def indexed_jobs(
+        self, artifact: str, client: str | None = None
+    ) -> list[tuple[JobRecord, bytes]]:
+        return await self._run(self.db.indexed_jobs, artifact, client)
+
     async def delete_job(self, job_id: str) -> bool:
         return await self._run(self.db.delete_job, job_id)
 
@@ -148,6 +174,9 @@ class SqliteStore(SqliteDicomIndexAsync):
 
     async def use_once(self, key: str, until: float) -> bool:
         return await self._run(self.db.use_once, key, until)
+
+    async def writable(self) -> bool:
+        return await self.probe.ok()
 
     async def ping(self) -> bool:
         try:

@@ -44,7 +44,12 @@ from service.evaluation.triage_cv import (
 )
 from service.images import load_rgb
 from service.logging import configure_logging
-from service.pipeline.backends import available_backends, load_screener
+from service.pipeline.backends import (
+    ENSEMBLE_CARD,
+    available_backends,
+    card_path,
+    load_screener,
+)
 from service.pipeline.domain import CLASSES
 from service.pipeline.triage_config import MalignancyThreshold, TriageConfig
 from service.settings import Settings
@@ -111,7 +116,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     if not args.dry_run:
         print(TriageConfig(thresholds).save(settings.models_dir))
+        for backend, entry in thresholds.items():
+            record_in_card(settings, backend, entry)
     return 0
+
+
+def record_in_card(settings: Settings, backend: str, entry: MalignancyThreshold) -> None:
+    """The model card documents its malignancy threshold and the figures it was chosen on."""
+    path = (
+        settings.models_dir / ENSEMBLE_CARD
+        if backend == "ensemble"
+        else card_path(settings, backend)
+    )
+    if not path.is_file():
+        return
+    card = json.loads(path.read_text(encoding="utf-8"))
+    held_out = entry.cross_validated.get("cross_fitted", {})
+    card["triage"] = {
+        "malignancy_threshold": entry.threshold,
+        "rule": "urgent when Carcinoma is the top class or P(Carcinoma) >= threshold",
+        "target_sensitivity": entry.target_sensitivity,
+        "non_carcinoma_budget": entry.cross_validated.get("non_carcinoma_budget"),
+        "fitted_on": entry.fitted_on,
+        "cross_fitted_carcinoma_sensitivity": held_out.get("sensitivity"),
+        "cross_fitted_non_carcinoma_urgent_share": held_out.get("non_carcinoma_urgent_share"),
+    }
+    path.write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -737,6 +737,11 @@ function handleEvent(name, data) {
     case "narrator.fallback":
       $("fallback-notice").hidden = false;
       break;
+    case "report.reset": // the text so far is superseded: the deltas that follow replace it
+      run.text = "";
+      run.chunks = 0;
+      scheduleNarrative();
+      break;
     case "report.delta":
       setStep("writing", "active");
       run.text += data.text || "";

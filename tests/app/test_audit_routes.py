@@ -57,7 +57,8 @@ def r4_dir() -> Path:
 
 @pytest.fixture
 def services(tmp_path: Path) -> Iterator[Services]:
-    made = fake_services(tmp_path, with_worker=False)
+    settings = Settings(data_dir=tmp_path, public_base_url="http://testserver.local")
+    made = fake_services(tmp_path, settings=settings, with_worker=False)  # links: from settings
 
     async def seed() -> None:
         for item in RECORDS:

@@ -206,7 +206,12 @@ def test_fhir_sync_bundle_and_async_poll(client: TestClient[Any]) -> None:
         polled = client.get(status_url)
         if polled.status_code != 202:
             break
-    assert polled.status_code == 200 and polled.json()["resourceType"] == "DiagnosticReport"
+    assert polled.status_code == 200 and polled.json()["type"] == "batch-response"
+    (entry,) = polled.json()["entry"]
+    assert entry["resource"]["resourceType"] == "DiagnosticReport"
+    assert entry["response"]["status"] == "201 Created"
+    report_id = entry["resource"]["id"]
+    assert entry["response"]["location"].endswith(f"/fhir/DiagnosticReport/{report_id}")
 
 
 def test_cancel_and_conflict(tmp_path: Path) -> None:
@@ -240,7 +245,8 @@ def test_metrics_count_routes_by_template_and_jobs_by_state(client: TestClient[A
 
 def test_ready_reports_the_store(client: TestClient[Any]) -> None:
     body = client.get("/ready").json()
-    assert body["status"] == "ready" and body["store"] == {"backend": "sqlite", "ok": True}
+    assert body["status"] == "ready"
+    assert body["store"] == {"backend": "sqlite", "ok": True, "writable": True}
     assert body["worker"] is True
 
 

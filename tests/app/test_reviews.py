@@ -122,6 +122,12 @@ def test_confirm_makes_a_final_version_with_codes_history_pdf_dicom_and_event(
 
     pdf = client.get(f"/api/v1/reports/{case_id}.pdf").content
     assert b"reviewed v2 by Dr. Jane Roe" in pdf
+    # search sees the reviewed version
+    for status, total in (("final", 1), ("preliminary", 0)):
+        found = client.get(
+            "/fhir/DiagnosticReport", params={"_id": case_id, "status": status}
+        ).json()
+        assert found["total"] == total, status
     new_dicom = pydicom.dcmread(io.BytesIO(client.get(f"/api/v1/reports/{case_id}.dcm").content))
     assert new_dicom.SOPInstanceUID != old_dicom.SOPInstanceUID
     assert new_dicom.StudyInstanceUID == old_dicom.StudyInstanceUID
@@ -260,3 +266,17 @@ def test_two_reviews_of_one_version_at_once_one_wins(
     outcomes = anyio.run(race)
     assert sorted(outcomes) == ["Conflict", "ok"]
     assert fhir_report(client, case_id).json()["meta"]["versionId"] == "2"
+
+
+@pytest.mark.parametrize("door", ["classify", "analyze"])
+def test_every_door_carries_the_referral(client: TestClient[Any], door: str) -> None:
+    response = client.post(
+        f"/api/v1/{door}", files={"image": ("p.jpg", jpeg(), "image/jpeg")}, data={"language": "en"}
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    referral = body.get("referral") or body["classification"]["referral"]
+    assert referral["level"] == "urgent" and referral["runner_up"]["label"] == "Carcinoma"
+    if door == "analyze":
+        assert "cannot be excluded" in body["summary"]
+        assert body["summary"].endswith("a clinician must confirm any finding.")

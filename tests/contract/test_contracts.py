@@ -13,6 +13,7 @@ from typing import Any
 import jsonschema
 import pytest
 
+from fhir_mappings.code_system import code_system
 from fhir_mappings.conformance import capability_statement, operation_definition
 from fhir_mappings.review_operation import review_operation_definition
 from service import __version__
@@ -47,7 +48,8 @@ def test_openapi_document_has_not_drifted() -> None:
 def test_fhir_conformance_resources_have_not_drifted() -> None:
     check("CapabilityStatement.json", capability_statement(BASE, __version__))
     check("OperationDefinition-skin-diagnose.json", operation_definition(BASE))
-    check("OperationDefinition-skin-review.json", review_operation_definition(BASE))
+    check("OperationDefinition-skin-review.json", review_operation_definition())
+    check("CodeSystem-skin-condition.json", code_system())
 
 
 def test_sse_contract_is_a_valid_schema_for_every_event() -> None:

@@ -231,8 +231,9 @@ def test_async_subject_resolved_and_transaction_written_back(
         time.sleep(0.2)
     assert poll.status_code == 200, poll.text
     assert poll.headers["x-write-back-status"] == "succeeded"
-    report = poll.json()
-    assert_valid_r4(report, shared_dir)
+    assert_valid_r4(poll.json(), shared_dir)
+    assert poll.json()["type"] == "batch-response"
+    report = poll.json()["entry"][0]["resource"]
     assert report["subject"] == {"reference": "Patient/123"}
     patient = report_patient(writing, report["id"])
     assert patient["name"] == f"Linh {FAMILY}"
@@ -306,7 +307,7 @@ def test_failed_post_keeps_the_report_and_records_the_failure(
     bundle = r.json()
     assert_valid_r4(bundle, shared_dir)
     assert bundle["type"] == "transaction" and len(fhir_server.posts) == 1
-    job_id = r.headers["location"].rsplit("/", 1)[-1]
+    job_id = r.headers["x-job-id"]
     write_back = job(writing, job_id)["write_back"]
     assert write_back["status"] == "failed" and write_back["http_status"] == 500
     assert "HTTP 500" in write_back["error"] and write_back["entries"] == []

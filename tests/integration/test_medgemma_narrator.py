@@ -8,7 +8,7 @@ import importlib.util
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,12 @@ if _MISSING:
 
 from service.errors import ServiceUnavailable  # noqa: E402
 from service.pipeline.domain import ModelInfo, Patient  # noqa: E402
-from service.pipeline.narrators.base import NarrationRequest, NarratorUnavailable  # noqa: E402
+from service.pipeline.narrators.base import (  # noqa: E402
+    NarrationRequest,
+    NarratorTruncated,
+    NarratorUnavailable,
+)
+from service.pipeline.narrators.deadlines import Deadlines, NarratorDeadline  # noqa: E402
 from service.pipeline.narrators.factory import build_narrator  # noqa: E402
 from service.pipeline.narrators.medgemma import MedGemmaNarrator  # noqa: E402
 from service.settings import Settings  # noqa: E402
@@ -51,6 +56,15 @@ def _request(case_id: str = "case-1") -> NarrationRequest:
         history="Two weeks.",
         image=Image.new("RGB", (120, 90), (190, 110, 100)),
     )
+
+
+async def _until_truncated(stream: AsyncIterator[str]) -> list[str]:
+    """Every chunk of a random model's text, which always runs to `max_new_tokens`."""
+    chunks: list[str] = []
+    with pytest.raises(NarratorTruncated):
+        async for chunk in stream:
+            chunks.append(chunk)
+    return chunks
 
 
 def _narrator(path: Path, **kwargs: Any) -> MedGemmaNarrator:
@@ -81,10 +95,7 @@ def test_streams_chunks_and_sees_the_image(tiny_gemma_dir: Path) -> None:
         with_kwargs=True,
     )
 
-    async def collect() -> list[str]:
-        return [chunk async for chunk in narrator.stream(_request())]
-
-    chunks = asyncio.run(collect())
+    chunks = asyncio.run(_until_truncated(narrator.stream(_request())))  # a random model
     assert len(chunks) >= 3 and "".join(chunks).strip()
     assert seen == [(1, 3, IMAGE_SIZE, IMAGE_SIZE)]  # pixel_values reached the SigLIP tower
     weights = (tiny_gemma_dir / "model.safetensors").read_bytes()
@@ -105,14 +116,15 @@ def test_one_generation_at_a_time_with_a_bounded_queue(tiny_gemma_dir: Path) -> 
 
     async def run(case_id: str) -> None:
         first = 0.0
-        async for _ in narrator.stream(_request(case_id)):
-            first = first or time.perf_counter()
-            if case_id == "a" and not refused:
-                with pytest.raises(ServiceUnavailable) as info:
-                    narrator.ensure_capacity()  # "b" is waiting: the queue (size 1) is full
-                refused.append(info.value)
-                with pytest.raises(NarratorUnavailable):
-                    await anext(aiter(narrator.stream(_request("c"))))
+        with pytest.raises(NarratorTruncated):  # a random model runs to max_new_tokens
+            async for _ in narrator.stream(_request(case_id)):
+                first = first or time.perf_counter()
+                if case_id == "a" and not refused:
+                    with pytest.raises(ServiceUnavailable) as info:
+                        narrator.ensure_capacity()  # "b" is waiting: the queue (size 1) is full
+                    refused.append(info.value)
+                    with pytest.raises(NarratorUnavailable):
+                        await anext(aiter(narrator.stream(_request("c"))))
         spans[case_id] = (first, time.perf_counter())
 
     async def main() -> None:
@@ -160,13 +172,45 @@ def test_cancelling_the_task_stops_generation_and_frees_the_device(
         with pytest.raises(asyncio.CancelledError):
             await task
         narrator.max_new_tokens = 8
-        chunks = [chunk async for chunk in narrator.stream(_request("next"))]  # device free
-        assert chunks
+        assert await _until_truncated(narrator.stream(_request("next")))  # the device is free
         return cancelled_at
 
     cancelled_at = asyncio.run(main())
     during = [t for t in calls if t > cancelled_at]
     assert len(calls) < 300 and len(during) <= 8 + 4  # the next run's 8 tokens, plus the tail
+
+
+def test_a_stalled_generation_breaks_the_inter_token_deadline_and_stops(
+    forward_calls: tuple[MedGemmaNarrator, list[float]],
+) -> None:
+    """A forward pass that takes 2 s (a stuck GPU) → NarratorDeadline after 0.5 s; generation
+    then stops at the next token and the device is free for the next run."""
+    narrator, calls = forward_calls
+    narrator.deadlines = Deadlines(first_token_s=30, inter_token_s=0.5, total_s=60)
+    hook = narrator.model.model.language_model.register_forward_hook(
+        lambda *_: time.sleep(2.0) if len(calls) == 4 else None
+    )
+
+    async def main() -> list[str]:
+        chunks: list[str] = []
+        with pytest.raises(NarratorDeadline, match=r"no token for 0\.5 s"):
+            async for chunk in narrator.stream(_request()):
+                chunks.append(chunk)
+        return chunks
+
+    try:
+        started = time.perf_counter()
+        chunks = asyncio.run(main())
+        seconds = time.perf_counter() - started
+    finally:
+        hook.remove()
+    stopped_at = len(calls)
+    assert chunks and stopped_at < 20  # stopped long before max_new_tokens=5000
+    time.sleep(0.3)
+    assert len(calls) == stopped_at
+    narrator.max_new_tokens = 4
+    assert asyncio.run(_until_truncated(narrator.stream(_request("next"))))
+    print(f"medgemma stall: deadline after {seconds:.2f} s")
 
 
 def test_unreadable_weights_raise_unavailable_before_any_chunk(
@@ -198,10 +242,7 @@ def test_bitsandbytes_4bit_path_on_cpu(tmp_path: Path) -> None:
     quantized = [m for m in narrator.model.modules() if isinstance(m, bnb.nn.modules.Linear4bit)]
     assert quantized and quantized[0].weight.quant_type == "nf4"  # type: ignore[attr-defined]
 
-    async def collect() -> list[str]:
-        return [chunk async for chunk in narrator.stream(_request())]
-
-    assert "".join(asyncio.run(collect())).strip()
+    assert "".join(asyncio.run(_until_truncated(narrator.stream(_request())))).strip()
 
 
 def test_factory_builds_the_medgemma_narrator(tiny_gemma_dir: Path) -> None:

@@ -139,9 +139,12 @@ class FixedScreener:
 
 
 class ScriptedNarrator:
-    """Yields `chunks` pieces of text, `delay_s` apart; records how far it got."""
+    """Yields `chunks` pieces of text, `delay_s` apart; records how far it got.
 
-    without_llm = False
+    No language model writes it, so the output guard (which checks LLM text) leaves it alone.
+    """
+
+    without_llm = True
 
     def __init__(self, chunks: int = 3, delay_s: float = 0.0, *, full: bool = False) -> None:
         self.info = NARRATOR

@@ -14,7 +14,12 @@ from typing import Any
 
 from tests.support.loopback_http import LoopbackHttp
 
-TEXT = ["## Observations\n\nA gated ", "narrative ", "arrives.\n"]
+TEXT = [
+    "## Observations\n\nA gated ",
+    "narrative ",
+    "arrives.\n\n## Differential diagnosis\n\n- Rosacea\n\n## Red flags\n\n- Bleeding\n\n",
+    "## Recommended next steps\n\n- See a clinician promptly.\n\n## Follow-up\n\nAs agreed.\n",
+]
 
 
 class GatedLlm(LoopbackHttp):

@@ -12,6 +12,12 @@ from typing import Any
 
 from tests.support.loopback_http import LoopbackHttp
 
+#: The last chunk: the other sections, so that the output guard accepts the narrative.
+TAIL = (
+    "\n\n## Differential diagnosis\n\n- Rosacea\n\n## Red flags\n\n- Bleeding\n\n"
+    "## Recommended next steps\n\n- See a clinician promptly.\n\n## Follow-up\n\nAs agreed.\n"
+)
+
 
 class SlowLlm(LoopbackHttp):
     """`with SlowLlm(chunks=10, delay_s=0.2) as llm:` → `llm.url` (…/v1)."""
@@ -43,7 +49,13 @@ class SlowLlm(LoopbackHttp):
                 self.end_headers()
                 try:
                     for i in range(chunks):
-                        piece = "## Observations\n\n" if i == 0 else f"part {i} "
+                        piece = (
+                            "## Observations\n\n"
+                            if i == 0
+                            else TAIL
+                            if i == chunks - 1
+                            else f"part {i} "
+                        )
                         chunk = {"model": "slow-model", "choices": [{"delta": {"content": piece}}]}
                         self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
                         self.wfile.flush()

@@ -23,6 +23,7 @@ FLOORS: dict[str, int] = {
     "service.logging": 0,
     "service.metrics": 0,
     "service.tracing": 0,
+    "service.bounded_json": 0,
     "service.pipeline": 1,
     "service.images": 2,
     "service.report": 2,

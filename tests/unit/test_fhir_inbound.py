@@ -86,7 +86,7 @@ def test_media_example_gif_and_binary_jpeg(shared_dir: Path) -> None:
         today=TODAY,
     )
     assert media.image.content_type == "image/gif"
-    assert media.image.reference == "Media/example"
+    assert media.image.reference is None  # inline: not on any server, so the report contains it
     assert media.image.data is not None
     assert Image.open(io.BytesIO(media.image.data)).size == (126, 145)
     assert (media.language, media.output) == ("vi", "bundle")
@@ -147,7 +147,13 @@ def test_synthea_bundle_with_added_media(path: Path, shared_dir: Path, skin_jpeg
     assert parsed.patient.sex == patient_entry["resource"]["gender"]
     pdf = PdfDocument(b"%PDF-1.7 x", "Report", "en")
     report = diagnostic_report(make_report(), conclusion="x", pdf=pdf, subject=parsed.subject)
-    assert report["subject"] == {"reference": patient_entry["fullUrl"]}
+    # the Bundle-local urn:uuid would dangle in a report that travels alone: identifier + name
+    assert "reference" not in report["subject"]
+    assert (
+        report["subject"]["identifier"]["value"]
+        == patient_entry["resource"]["identifier"][0]["value"]
+    )
+    assert report["subject"]["display"]
     assert_valid_r4(report, shared_dir)
     out = transaction_bundle(make_report(), conclusion="x", pdf=pdf, subject=parsed.subject)
     assert_valid_r4(out, shared_dir)

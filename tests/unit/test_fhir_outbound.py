@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -226,3 +227,42 @@ def test_a_reviewed_report_is_final_with_the_clinicians_codes(
     assert provenance["recorded"] == "2025-03-02T08:00:00Z"
     bundle = transaction_bundle(report, conclusion="x", pdf=PDF)
     assert_valid_r4(bundle, shared_dir)
+
+
+def test_transaction_sends_the_pdf_once_and_creates_devices_conditionally(
+    shared_dir: Path,
+) -> None:
+    bundle = transaction_bundle(make_report(), conclusion="x", pdf=PDF)
+    assert_valid_r4(bundle, shared_dir)
+    encoded = base64.b64encode(PDF.data).decode()
+    assert json.dumps(bundle).count(encoded) == 1, "the PDF travels once (in the Binary)"
+    by_type = {e["resource"]["resourceType"]: e for e in bundle["entry"]}
+    form = by_type["DiagnosticReport"]["resource"]["presentedForm"][0]
+    assert form["url"] == by_type["Binary"]["fullUrl"] and "data" not in form
+    assert form["size"] == len(PDF.data)
+    devices = [e for e in bundle["entry"] if e["resource"]["resourceType"] == "Device"]
+    assert len(devices) == 2
+    for entry in devices:
+        sha = entry["resource"]["identifier"][0]["value"]
+        assert entry["request"]["ifNoneExist"] == (
+            f"identifier={codes.PROJECT_SID}/model-sha256|{sha}"
+        )
+
+
+def test_a_bundle_local_subject_keeps_identifier_and_name(shared_dir: Path) -> None:
+    patient = {
+        "resourceType": "Patient",
+        "identifier": [{"system": "urn:oid:1.2.410.1", "value": "MRN-7"}],
+        "name": [{"family": "김", "given": ["민준"]}],
+    }
+    subject = SubjectRef("urn:uuid:8c5a1c7e-4b1f-4b8e-9d59-0a3f5e0d2b11", patient)
+    report = diagnostic_report(make_report(), conclusion="x", pdf=PDF, subject=subject)
+    assert_valid_r4(report, shared_dir)
+    assert report["subject"] == {
+        "identifier": {"system": "urn:oid:1.2.410.1", "value": "MRN-7"},
+        "display": "김 민준",
+    }, "a urn:uuid would dangle in a report that travels alone"
+    bundle = transaction_bundle(make_report(), conclusion="x", pdf=PDF, subject=subject)
+    patient_entry = next(e for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient")
+    dr = next(e for e in bundle["entry"] if e["resource"]["resourceType"] == "DiagnosticReport")
+    assert dr["resource"]["subject"]["reference"] == patient_entry["fullUrl"]

@@ -87,7 +87,8 @@ def test_capability_statement_and_operation_definition(shared_dir: Path) -> None
     assert statement["fhirVersion"] == "4.0.1"
     assert "xml" not in json.dumps(statement["format"]).lower()
     assert "XML is not supported" in statement["rest"][0]["documentation"]
-    assert statement["rest"][0]["operation"][0]["definition"] == definition["url"]
+    (report,) = [r for r in statement["rest"][0]["resource"] if r["type"] == "DiagnosticReport"]
+    assert report["operation"][0]["definition"] == definition["url"]
     names = [p["name"] for p in definition["parameter"]]
     assert names == ["subject", "image", "language", "history", "output", "return"]
 

@@ -28,8 +28,12 @@ async def make_jobs(tmp_path: Path) -> AsyncIterator[MakeJobs]:
     """A JobManager over a fresh store with fake adapters; shut down after the test."""
     workers: list[Worker] = []
 
-    async def make(narrator: ScriptedNarrator | None = None) -> JobManager:
+    async def make(
+        narrator: ScriptedNarrator | None = None, fallback: ScriptedNarrator | None = None
+    ) -> JobManager:
         deps = fake_deps(narrator=narrator or ScriptedNarrator(3, 0.05))
+        if fallback is not None:
+            deps = replace(deps, fallback_narrator=fallback)
         store = SqliteStore(tmp_path / "jobs.db")
         worker = Worker(store, deps, Limits(), concurrency=4, lease_s=3.0)
         await worker.start()
@@ -123,10 +127,25 @@ class BrokenNarrator(ScriptedNarrator):
         raise RuntimeError("backend exploded")
 
 
-async def test_a_narrator_exception_ends_the_stream_with_an_error_event(
+async def test_a_narrator_exception_falls_back_and_the_job_completes(make_jobs: MakeJobs) -> None:
+    jobs = await make_jobs(BrokenNarrator())
+    submission = await jobs.submit(make_case(), kind="diagnose")
+    result = await asyncio.wait_for(submission.result(), 5)
+    events = await jobs.store.events_after(submission.job_id)
+    names = [e.name for e in events]
+    assert names[names.index("report.delta") :][:4] == [
+        *("report.delta", "report.delta", "narrator.fallback", "report.reset"),
+    ]
+    assert result.completed and result.narrator_fallback is not None
+    assert result.narrator_fallback["partial_discarded"] is True
+    assert "exploded" not in result.narrator_fallback["reason"]  # internals do not leak
+    assert result.report is not None and result.report["narrative"] == "chunk 0 chunk 1 chunk 2 "
+
+
+async def test_a_failing_fallback_ends_the_stream_with_an_error_event(
     make_jobs: MakeJobs,
 ) -> None:
-    jobs = await make_jobs(BrokenNarrator())
+    jobs = await make_jobs(BrokenNarrator(), BrokenNarrator())
     submission = await jobs.submit(make_case(), kind="diagnose")
     result = await asyncio.wait_for(submission.result(), 5)
     events = await jobs.store.events_after(submission.job_id)

@@ -26,8 +26,21 @@ class NarrationRequest:
     image: Image.Image | None = None
 
 
-class NarratorUnavailable(RuntimeError):
-    """The backend cannot serve now (down, timing out, queue full); the run may fall back."""
+class NarratorFailed(RuntimeError):
+    """The narrator did not deliver a complete narrative; the run falls back to the knowledge
+    narrator (`narration.narrate`). Subclasses say how it failed."""
+
+
+class NarratorUnavailable(NarratorFailed):
+    """The backend cannot serve now (down, timing out, queue full), before any text."""
+
+
+class NarratorStreamError(NarratorFailed):
+    """The backend failed after the first chunk; the text so far is incomplete."""
+
+
+class NarratorTruncated(NarratorFailed):
+    """The text ended early: no end-of-stream marker, or the token limit was reached."""
 
 
 class Narrator(Protocol):
@@ -45,6 +58,7 @@ class Narrator(Protocol):
     def stream(self, request: NarrationRequest) -> AsyncIterator[str]:
         """Yield text chunks; concatenated they form the narrative (section headings included).
 
-        Raise `NarratorUnavailable` before the first chunk when the backend is unreachable.
+        Raise `NarratorUnavailable` before the first chunk when the backend is unreachable,
+        and any `NarratorFailed` when the text cannot be completed: the run then replaces it.
         """
         ...

@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import cache
 
 from service.pipeline.narrators.base import Narrator
+from service.pipeline.narrators.deadlines import Deadlines
 from service.pipeline.narrators.knowledge import KnowledgeNarrator
 from service.settings import Settings
 
@@ -23,6 +24,7 @@ def build_narrator(settings: Settings) -> Narrator:
     """
     if settings.narrator == "knowledge":
         return knowledge_fallback()
+    deadlines = llm_deadlines(settings)
     if settings.narrator == "medgemma":
         if settings.medgemma_model_dir is None:
             raise ValueError("narrator=medgemma needs SKINSCREEN_MEDGEMMA_MODEL_DIR")
@@ -37,6 +39,7 @@ def build_narrator(settings: Settings) -> Narrator:
             queue_size=settings.medgemma_queue_size,
             dtype=settings.medgemma_dtype,
             quantization=settings.medgemma_quantization,
+            deadlines=deadlines,
         )
     from service.pipeline.narrators.openai_compat import OpenAICompatNarrator
 
@@ -51,4 +54,14 @@ def build_narrator(settings: Settings) -> Narrator:
         send_image=settings.openai_send_image,
         max_concurrency=settings.openai_max_concurrency,
         queue_size=settings.openai_queue_size,
+        deadlines=deadlines,
+    )
+
+
+def llm_deadlines(settings: Settings) -> Deadlines:
+    """First-token, inter-token and overall deadlines of the language-model narrators."""
+    return Deadlines(
+        first_token_s=settings.llm_first_token_s,
+        inter_token_s=settings.llm_inter_token_s,
+        total_s=settings.llm_deadline_s,
     )

@@ -18,7 +18,7 @@ import math
 import re
 import threading
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,7 +35,13 @@ from transformers import (
 
 from service.errors import ServiceUnavailable
 from service.pipeline.domain import ModelInfo
-from service.pipeline.narrators.base import NarrationRequest, NarratorUnavailable
+from service.pipeline.narrators.base import (
+    NarrationRequest,
+    NarratorStreamError,
+    NarratorTruncated,
+    NarratorUnavailable,
+)
+from service.pipeline.narrators.deadlines import Deadlines, bounded
 from service.pipeline.narrators.device_queue import DeviceQueue, queue_for
 from service.pipeline.narrators.prompts import build_hf_messages
 
@@ -45,6 +51,9 @@ Device = Literal["auto", "cuda", "cpu"]
 _DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}
 #: Assumed seconds per generation before one has been measured (for Retry-After).
 _DEFAULT_RUN_S = 30.0
+#: How long a stopped stream waits for the generation thread to reach its next token (the
+#: device stays taken until it does: `DeviceQueue` is released by that thread).
+_STOP_GRACE_S = 5.0
 
 
 class _StopOnEvent(StoppingCriteria):
@@ -83,6 +92,7 @@ class MedGemmaNarrator:
         *,
         dtype: Literal["auto", "bfloat16", "float32"] = "auto",
         quantization: Literal["auto", "4bit", "none"] = "auto",
+        deadlines: Deadlines | None = None,
     ) -> None:
         if not (model_dir / "config.json").is_file():
             raise ValueError(f"no model at {model_dir} (config.json missing)")
@@ -90,6 +100,7 @@ class MedGemmaNarrator:
         self.device = _resolve(device)
         self.max_new_tokens = max_new_tokens
         self.queue_size = queue_size
+        self.deadlines = deadlines or Deadlines()
         self.dtype = _DTYPES["bfloat16" if dtype == "auto" else dtype]
         on_cuda = self.device.startswith("cuda")
         self.quantized = quantization == "4bit" or (quantization == "auto" and on_cuda)
@@ -151,8 +162,12 @@ class MedGemmaNarrator:
                 "The language model is busy; try again later.", retry_after=retry_after
             )
 
-    async def stream(self, request: NarrationRequest) -> AsyncGenerator[str, None]:
-        """Yield the report text as the model writes it."""
+    def stream(self, request: NarrationRequest) -> AsyncIterator[str]:
+        """Yield the report text as the model writes it, under the deadlines (a breach stops
+        generation at the next token); `NarratorTruncated` when it hits `max_new_tokens`."""
+        return bounded(self._stream(request), self.deadlines)
+
+    async def _stream(self, request: NarrationRequest) -> AsyncGenerator[str, None]:
         if self._queue.waiting >= self.queue_size:
             raise NarratorUnavailable("narrator queue is full")
         await self._queue.acquire()
@@ -175,9 +190,10 @@ class MedGemmaNarrator:
             try:
                 await worker
             except Exception as exc:
-                if yielded:
-                    raise
-                raise NarratorUnavailable(f"generation failed: {type(exc).__name__}") from exc
+                failed = NarratorStreamError if yielded else NarratorUnavailable
+                raise failed(f"generation failed: {type(exc).__name__}") from exc
+            if streamer.tokens >= self.max_new_tokens:
+                raise NarratorTruncated(f"the model's text ended at {self.max_new_tokens} tokens")
             seconds = time.perf_counter() - started
             self._run_s = 0.7 * self._run_s + 0.3 * seconds
             log.info(
@@ -192,9 +208,9 @@ class MedGemmaNarrator:
             stop.set()
             if worker is None:
                 self._queue.release()
-            elif not worker.done():
+            elif not worker.done():  # wait for the next token's stop, but not for a hung device
                 with contextlib.suppress(Exception):
-                    await asyncio.shield(worker)
+                    await asyncio.wait_for(asyncio.shield(worker), _STOP_GRACE_S)
 
     def _inputs(self, request: NarrationRequest) -> Any:
         """Chat template + image → tensors on the model's device."""

@@ -11,8 +11,10 @@ next server in turn, preferring one with a free slot.
 Failures before the first chunk (connection refused, timeout, 408/425/429/5xx) move on to the
 next server at once; after a round over all, a backoff and another round (`retries` more), then
 `NarratorUnavailable`: the run falls back to the knowledge narrator; other 4xx are not retried.
-A failure after the first chunk raises `NarratorStreamError`. `info.sha256` is the SHA-256 of
-the sorted base URLs and the model joined by "|", `info.name` the model the server reports.
+After the first chunk: a failure raises `NarratorStreamError`, a stream ending without `[DONE]`
+or `finish_reason: stop` (or at the token limit) `NarratorTruncated`. All of it runs under
+`deadlines.bounded`. `info.sha256`: SHA-256 of the sorted base URLs and the model joined by
+"|"; `info.name`: the model the server reports.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ import contextlib
 import dataclasses
 import hashlib
 import itertools
-import json
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any
@@ -33,7 +34,10 @@ import structlog
 from service import metrics
 from service.errors import ServiceUnavailable
 from service.pipeline.domain import ModelInfo
-from service.pipeline.narrators.base import NarrationRequest, NarratorUnavailable
+from service.pipeline.narrators.base import NarrationRequest, NarratorTruncated, NarratorUnavailable
+from service.pipeline.narrators.base import NarratorStreamError as NarratorStreamError
+from service.pipeline.narrators.chat_sse import Delta, parse_line
+from service.pipeline.narrators.deadlines import Deadlines, bounded
 from service.pipeline.narrators.prompts import build_messages
 from service.pipeline.narrators.server_slots import LoopLocal, ServerSlots, split_urls
 
@@ -44,31 +48,12 @@ _RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 _DRAIN_S = 1.0
 
 
-class NarratorStreamError(RuntimeError):
-    """The server failed after the first chunk; the text so far is incomplete."""
-
-
 class _Retryable(Exception):
     """A failure before the first chunk that is worth another attempt."""
 
 
-def _deltas_from(line: str) -> tuple[str | None, bool, str | None]:
-    """(content, done, model) of one SSE line; raises ValueError on an error event."""
-    if not line.startswith("data:"):
-        return None, False, None  # comments, `event:`/`id:` lines, blank separators
-    data = line[5:].strip()
-    if data == "[DONE]":
-        return None, True, None
-    event = json.loads(data)
-    if "error" in event:
-        raise ValueError(f"server error event: {str(event['error'])[:200]}")
-    choices = event.get("choices") or [{}]
-    content = (choices[0].get("delta") or {}).get("content")
-    return (content if isinstance(content, str) else None), False, event.get("model")
-
-
-#: A request at its first chunk: server, response, its lines, first chunk, perf_counter then.
-_Opened = tuple[str, httpx.Response, AsyncIterator[str], str, float]
+#: A request at its first chunk: server, response, its lines, first delta, perf_counter then.
+_Opened = tuple[str, httpx.Response, AsyncIterator[str], Delta, float]
 
 
 class OpenAICompatNarrator:
@@ -92,19 +77,19 @@ class OpenAICompatNarrator:
         backoff_s: float = 0.5,
         max_concurrency: int = 8,
         queue_size: int = 16,
+        deadlines: Deadlines | None = None,
     ) -> None:
         urls = split_urls(base_url)
         if not urls or max_concurrency < 1 or queue_size < 0:
             raise ValueError("needs a base URL, max_concurrency ≥ 1 and queue_size ≥ 0")
-        self.base_urls = urls
-        self.base_url = urls[0]
-        self.model = model
-        self.retries = retries
-        self.max_tokens = max_tokens
-        self.send_image = send_image
-        self.backoff_s = backoff_s
-        self.max_concurrency = max_concurrency
-        self.queue_size = queue_size
+        self.base_urls, self.base_url, self.model = urls, urls[0], model
+        self.retries, self.max_tokens, self.send_image = retries, max_tokens, send_image
+        self.backoff_s, self.max_concurrency, self.queue_size = (
+            backoff_s,
+            max_concurrency,
+            queue_size,
+        )
+        self.deadlines = deadlines or Deadlines()
         self._timeout = httpx.Timeout(timeout_s, connect=connect_timeout_s)
         self._limits = httpx.Limits(
             max_connections=max_concurrency + 4, max_keepalive_connections=max_concurrency
@@ -187,7 +172,7 @@ class OpenAICompatNarrator:
 
     async def _attempt(
         self, url: str, payload: dict[str, Any]
-    ) -> tuple[httpx.Response, AsyncIterator[str], str]:
+    ) -> tuple[httpx.Response, AsyncIterator[str], Delta]:
         """One request up to its first text chunk; `_Retryable` for what another try may fix."""
         client = self._client(url)
         response: httpx.Response | None = None
@@ -203,12 +188,12 @@ class OpenAICompatNarrator:
                 raise NarratorUnavailable(f"narrator server answered HTTP {status}")
             lines = response.aiter_lines()
             async for line in lines:
-                content, done, model = _deltas_from(line)
-                self._named(model)
-                if done:
+                delta = parse_line(line)
+                self._named(delta.model)
+                if delta.content:
+                    return response, lines, delta
+                if delta.done or delta.finish:
                     break
-                if content:
-                    return response, lines, content
             raise NarratorUnavailable("the model returned no text")  # not worth a retry
         except BaseException:
             if response is not None:
@@ -253,8 +238,11 @@ class OpenAICompatNarrator:
                     raise
         raise AssertionError("unreachable")
 
-    async def stream(self, request: NarrationRequest) -> AsyncGenerator[str, None]:
-        """Yield the server's text deltas as they arrive."""
+    def stream(self, request: NarrationRequest) -> AsyncIterator[str]:
+        """Yield the server's text deltas as they arrive, under the deadlines."""
+        return bounded(self._stream(request), self.deadlines)
+
+    async def _stream(self, request: NarrationRequest) -> AsyncGenerator[str, None]:
         started = time.perf_counter()
         slots = self._slots.get()
         if slots.full(self.queue_size):
@@ -264,20 +252,21 @@ class OpenAICompatNarrator:
         )
         first_chunk_s = time.perf_counter() - started
         metrics.llm_first_token(first_chunk_s)
-        chunks = 1
+        chunks, finish, ended = 1, first.finish, first.done
         try:
-            yield first
-            async for line in lines:
-                content, done, _ = _deltas_from(line)
-                if done:  # read on to the end of the body, so the connection is reused
-                    with contextlib.suppress(httpx.HTTPError, TimeoutError):
-                        async with asyncio.timeout(_DRAIN_S):
-                            async for _ in lines:
-                                pass
-                    break
-                if content:
+            yield first.content or ""
+            while not (ended or finish):
+                delta = parse_line(await anext(lines))  # StopAsyncIteration: the body ended
+                finish, ended = delta.finish or finish, delta.done
+                if delta.content:
                     chunks += 1
-                    yield content
+                    yield delta.content
+            with contextlib.suppress(httpx.HTTPError, TimeoutError):  # so the connection is reused
+                async with asyncio.timeout(_DRAIN_S):
+                    async for _ in lines:
+                        pass
+        except StopAsyncIteration:
+            pass  # ended without a marker: truncated (below)
         except (httpx.HTTPError, ValueError) as exc:
             log.error("narrator.stream_failed", case_id=request.case_id, error=type(exc).__name__)
             raise NarratorStreamError(f"narrator stream broke off: {type(exc).__name__}") from exc
@@ -286,6 +275,10 @@ class OpenAICompatNarrator:
                 await response.aclose()
             finally:
                 slots.release(url, held_s=time.perf_counter() - since)
+        if finish not in {None, "stop"} or not (ended or finish):
+            reason = "the token limit" if finish == "length" else "no end-of-stream marker"
+            log.warning("narrator.truncated", case_id=request.case_id, chunks=chunks)
+            raise NarratorTruncated(f"the model's text ended early ({reason})")
         streaming_s = time.perf_counter() - started - first_chunk_s
         if streaming_s > 0 and chunks > 1:
             metrics.llm_rate((chunks - 1) / streaming_s)  # chunks ≈ tokens for streamed deltas
