@@ -103,7 +103,12 @@ def test_synthea_bundles_give_reports_for_their_patient(
         assert r.status_code == 200, (path.name, r.text)
         report = r.json()
         assert_valid_r4(report, shared_dir)
-        assert report["subject"]["reference"] == patient["fullUrl"]
+        # a report that travels alone keeps who it is about, not a Bundle-local urn:uuid
+        assert "reference" not in report["subject"], report["subject"]
+        identifiers = patient["resource"].get("identifier") or []
+        if identifiers:
+            assert report["subject"]["identifier"]["value"] == identifiers[0]["value"]
+        assert report["subject"]["display"]
 
 
 def test_bundle_output(live_server: LiveServer, skin_jpeg: bytes, shared_dir: Path) -> None:

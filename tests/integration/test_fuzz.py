@@ -68,6 +68,7 @@ PUBLIC = {
     "GET /fhir/.well-known/smart-configuration",
     "GET /fhir/metadata",
     "GET /fhir/OperationDefinition/skin-diagnose",
+    "GET /fhir/OperationDefinition/skin-review",
     "GET /fhir/CodeSystem/skin-condition",
     "GET /auth/jwks",
     "POST /auth/token",
