@@ -18,9 +18,8 @@ import contextlib
 import json
 import threading
 from http.server import BaseHTTPRequestHandler
-from typing import Any
 
-from tests.support.loopback_http import LoopbackHttp
+from tests.support.loopback_http import LoopbackHttp, ModelListHandler
 
 FIRST = "## Observations\n\nThe image classifier's leading finding is "
 PARTIAL = FIRST + "acne, which is common.\n\n## Differential diagnosis\n\n- Rosacea\n"
@@ -42,19 +41,8 @@ class FaultyLlm(LoopbackHttp):
         self.stop = threading.Event()  # set on exit: held handlers return
         faulty = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                return None
-
-            def do_GET(self) -> None:
-                data = json.dumps({"object": "list", "data": [{"id": "faulty-model"}]}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+        class Handler(ModelListHandler):
+            model_id = "faulty-model"
 
             def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length", "0")))

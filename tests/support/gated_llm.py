@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler
-from typing import Any
 
-from tests.support.loopback_http import LoopbackHttp
+from tests.support.loopback_http import LoopbackHttp, ModelListHandler
 
 TEXT = [
     "## Observations\n\nA gated ",
@@ -32,27 +30,16 @@ class GatedLlm(LoopbackHttp):
         self.timed_out = False
         gated = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                return None
-
-            def _json(self, status: int, body: dict[str, Any]) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_GET(self) -> None:
-                self._json(200, {"object": "list", "data": [{"id": "gated-model"}]})
+        class Handler(ModelListHandler):
+            protocol_version = "HTTP/1.0"  # the stream ends when the connection closes
+            model_id = "gated-model"
 
             def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 gated.waiting.set()
                 if not gated.release.wait(gated.hold_s):
                     gated.timed_out = True
-                    self._json(503, {"error": "nobody released the answer"})
+                    self.send_json({"error": "nobody released the answer"}, 503)
                     return
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -37,3 +38,25 @@ class LoopbackHttp:
 
     def closing(self) -> None:
         """Called before shutdown (e.g. to release held requests)."""
+
+
+class ModelListHandler(BaseHTTPRequestHandler):
+    """Base handler of the fake OpenAI-compatible servers: quiet, HTTP/1.1, and
+    `GET /v1/models` listing `model_id` (what the narrator's readiness check asks)."""
+
+    protocol_version = "HTTP/1.1"
+    model_id = "fake-model"
+
+    def log_message(self, *args: object) -> None:
+        return None
+
+    def send_json(self, body: object, status: int = 200) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        self.send_json({"object": "list", "data": [{"id": self.model_id}]})

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import json
 import time
-from http.server import BaseHTTPRequestHandler
-from typing import Any
 
-from tests.support.loopback_http import LoopbackHttp
+from tests.support.loopback_http import LoopbackHttp, ModelListHandler
 
 #: The last chunk: the other sections, so that the output guard accepts the narrative.
 TAIL = (
@@ -26,19 +24,8 @@ class SlowLlm(LoopbackHttp):
         self.requests = 0
         slow = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                return None
-
-            def do_GET(self) -> None:
-                data = json.dumps({"object": "list", "data": [{"id": "slow-model"}]}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+        class Handler(ModelListHandler):
+            model_id = "slow-model"
 
             def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length", "0")))
