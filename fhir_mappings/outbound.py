@@ -51,7 +51,10 @@ def diagnostic_report(
     media_ref = _server_media(report)
     if media_ref is None:
         media_ref = "#image"
-        contained.append({"id": "image", **_media(report, subject_json, None)})
+        photo = _media(report, subject_json, None)
+        if "url" not in photo["content"]:  # the photo stays retrievable: served by this server
+            photo["content"]["url"] = f"Binary/{report.case_id}.photo"
+        contained.append({"id": "image", **photo})
     contained += [
         {"id": "classifier", **build.device(report.classification.model, "AI skin classifier")},
         {"id": "narrator", **build.device(report.narrator, "Report narrator")},

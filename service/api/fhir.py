@@ -40,6 +40,9 @@ from service.pipeline import events as ev
 from service.security import scopes as sc
 
 OPEN = {"public": True}
+#: `Binary/<case id>.photo` is the analysed photo of a case (`fhir_mappings.outbound`).
+PHOTO_SUFFIX = ".photo"
+PHOTO_TYPES = ("image/*", "image/jpeg", "image/png", "image/webp", "application/dicom")
 
 
 async def write_back_status(services: Services, job_id: str) -> dict[str, Any] | None:
@@ -215,19 +218,29 @@ class FhirController(Controller):
     async def read_binary(
         self, request: Request[Any, Any, Any], binary_id: FromPath[str]
     ) -> Response[Any]:
-        """The report PDF: raw for `Accept: application/pdf`, else a FHIR Binary resource."""
-        check_accept(request, "application/pdf")
-        await _owned_resource(request, binary_id, f"Binary/{binary_id[:64]}")
-        stored = await services_of(request).store.get_artifact(binary_id, "pdf")
+        """`Binary/{id}`: the report PDF; `Binary/{id}.photo`: the analysed photo as received
+        (what the report's contained Media points at). Raw for an `Accept` naming its type,
+        else a FHIR Binary resource."""
+        job_id, photo = binary_id.removesuffix(PHOTO_SUFFIX), binary_id.endswith(PHOTO_SUFFIX)
+        check_accept(request, "application/pdf", *PHOTO_TYPES)
+        await _owned_resource(request, job_id, f"Binary/{binary_id[:64]}")
+        store = services_of(request).store
+        if photo:
+            case = await store.get_case(job_id)
+            stored = (str(case[0]["source"]["media_type"]), case[1]) if case else None
+        else:
+            stored = await store.get_artifact(job_id, "pdf")
         if stored is None:
             raise NotFound(f"Binary/{binary_id[:64]} is not known")
-        if "application/pdf" in request.headers.get("accept", ""):
-            return Response(stored[1], media_type="application/pdf")
+        media_type, content = stored
+        accept = request.headers.get("accept", "")
+        if media_type in accept or (photo and "image/*" in accept):
+            return Response(content, media_type=media_type)
         return fhir_response(
             {
                 "resourceType": "Binary",
                 "id": binary_id,
-                "contentType": "application/pdf",
-                "data": base64.b64encode(stored[1]).decode("ascii"),
+                "contentType": media_type,
+                "data": base64.b64encode(content).decode("ascii"),
             }
         )

@@ -109,6 +109,12 @@ def test_every_reference_in_a_report_resolves(client: TestClient[Any], inline: s
         else:
             read = client.get(f"/fhir/{reference}", headers={"accept": FHIR})
             assert read.status_code == 200, reference
+    (media,) = [c for c in report["contained"] if c["resourceType"] == "Media"]
+    photo = client.get(f"/fhir/{media['content']['url']}", headers={"accept": "image/jpeg"})
+    assert photo.status_code == 200 and photo.content == jpeg(), "the photo is retrievable"
+    as_binary = client.get(f"/fhir/{media['content']['url']}", headers={"accept": FHIR}).json()
+    assert as_binary["contentType"] == "image/jpeg"
+    assert base64.b64decode(as_binary["data"]) == jpeg()
     for form in report["presentedForm"]:
         if "url" in form:
             assert client.get(f"/fhir/{form['url']}", headers={"accept": FHIR}).status_code == 200
