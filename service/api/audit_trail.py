@@ -50,7 +50,8 @@ def _case_id(scope: Scope, headers: dict[bytes, bytes]) -> str | None:
     for key in ("job_id", "report_id", "binary_id", "instance", "name"):
         value = params.get(key)
         if isinstance(value, str) and value:
-            return value.split(".")[0]
+            # a DICOM UID is dotted; a case id never is ("<id>.pdf", "<id>.photo" name files)
+            return value[:64] if key == "instance" else value.split(".")[0]
     named = headers.get(b"x-job-id") or headers.get(b"location") or b""
     return named.decode("latin-1").rstrip("/").rsplit("/", 1)[-1] or None
 

@@ -289,3 +289,12 @@ async def test_an_older_store_gains_the_trail(
             versions = await made._fetch("SELECT MAX(version) FROM schema_migrations")
             assert versions[0][0] == latest  # every later migration applied
         await made.close()
+
+
+def test_the_audited_entity_keeps_a_whole_dicom_uid() -> None:
+    from service.api.audit_trail import _case_id
+
+    uid = "1.2.826.0.1.3680043.8.498.12345"
+    assert _case_id({"path_params": {"instance": uid}}, {}) == uid
+    assert _case_id({"path_params": {"name": "abc123.pdf"}}, {}) == "abc123"
+    assert _case_id({"path_params": {"binary_id": "abc123.photo"}}, {}) == "abc123"
