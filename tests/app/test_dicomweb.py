@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import io
-import json
 import time
 from collections.abc import Iterator
 from email import message_from_bytes
@@ -20,9 +19,9 @@ from pydicom.dataset import Dataset
 from service.app import create_app
 from service.outputs.dicom import DicomOutput
 from service.outputs.fhir import FhirOutput
-from service.security.clients import key_digest
 from service.settings import Settings
 from tests import dicom_factory as factory
+from tests.support.clients import write_clients
 from tests.support.factories import fake_deps, fake_services
 
 BASE = "https://gateway.example/skin"
@@ -35,13 +34,9 @@ ENCAPSULATED_PDF, COMPREHENSIVE_SR = (
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient[Any]]:
-    clients = {
-        "clients": [
-            {"id": "clinic-a", "scopes": SCOPES, "api_key_sha256": [key_digest("key-a")]},
-            {"id": "clinic-b", "scopes": SCOPES, "api_key_sha256": [key_digest("key-b")]},
-        ]
-    }
-    (tmp_path / "clients.json").write_text(json.dumps(clients))
+    write_clients(
+        tmp_path / "clients.json", {"clinic-a": (SCOPES, "key-a"), "clinic-b": (SCOPES, "key-b")}
+    )
     settings = Settings(
         data_dir=tmp_path, auth="on", public_base_url=BASE, rate_limit_per_minute=10_000
     )

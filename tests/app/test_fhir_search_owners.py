@@ -14,8 +14,8 @@ from litestar.testing import TestClient
 
 from service.app import create_app
 from service.outputs.fhir import FhirOutput
-from service.security.clients import key_digest
 from service.settings import Settings
+from tests.support.clients import write_clients
 from tests.support.factories import fake_deps, fake_services, jpeg
 
 BASE = "http://127.0.0.1:8000"
@@ -25,16 +25,15 @@ SCOPES = ["system/DiagnosticReport.cruds", "system/Patient.rs"]
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient[Any]]:
-    clients = {
-        "clients": [
-            {"id": "clinic-a", "scopes": SCOPES, "api_key_sha256": [key_digest("key-a")]},
-            {"id": "clinic-b", "scopes": SCOPES, "api_key_sha256": [key_digest("key-b")]},
-            {"id": "reader", "scopes": ["system/DiagnosticReport.cr"],
-             "api_key_sha256": [key_digest("key-r")]},
-            {"id": "auditor", "scopes": ["system/*.rs"], "api_key_sha256": [key_digest("key-x")]},
-        ]
-    }  # fmt: skip
-    (tmp_path / "clients.json").write_text(json.dumps(clients))
+    write_clients(
+        tmp_path / "clients.json",
+        {
+            "clinic-a": (SCOPES, "key-a"),
+            "clinic-b": (SCOPES, "key-b"),
+            "reader": (["system/DiagnosticReport.cr"], "key-r"),
+            "auditor": (["system/*.rs"], "key-x"),
+        },
+    )
     settings = Settings(data_dir=tmp_path, auth="on", rate_limit_per_minute=10_000)
     services = fake_services(tmp_path, fake_deps(outputs=[FhirOutput()]), settings)
     with TestClient(create_app(settings, services=services), base_url=BASE) as test_client:

@@ -8,7 +8,6 @@ auth off (the other browser tests) the page never shows the panel.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ import pytest
 from service.api.web import page_strings
 from service.settings import Settings
 from tests.support.browser import DESKTOP, MOBILE, PageWatch, require_browser
+from tests.support.clients import write_clients
 from tests.support.live_server import LiveServer, start_server, stop_server
 
 if TYPE_CHECKING:
@@ -44,11 +44,7 @@ def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     """The service with auth on and one client (`web`) holding API_KEY."""
     require_browser()
     tmp = tmp_path_factory.mktemp("auth-web-server")
-    clients = tmp / "clients.json"
-    digest = hashlib.sha256(API_KEY.encode()).hexdigest()
-    clients.write_text(
-        json.dumps({"clients": [{"id": "web", "scopes": SCOPES, "api_key_sha256": [digest]}]})
-    )
+    clients = write_clients(tmp / "clients.json", {"web": (SCOPES, API_KEY)})
     server = start_server(
         tmp, {"SKINSCREEN_AUTH": "on", "SKINSCREEN_CLIENTS_FILE": str(clients)}, name="auth"
     )

@@ -4,7 +4,6 @@ the report objects pushed by one skinscreen's STOW-RS client arrive at a second 
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,8 +16,8 @@ from PIL import Image
 from pydicom.dataset import Dataset
 
 from fhir_mappings.codes import SNOMED, verified_codes
-from service.security.clients import key_digest
 from tests import dicom_factory as factory
+from tests.support.clients import write_clients
 from tests.support.live_server import LiveServer, start_server, stop_server
 
 SR_CLASS, PDF_CLASS = "1.2.840.10008.5.1.4.1.1.88.33", "1.2.840.10008.5.1.4.1.1.104.1"
@@ -29,19 +28,11 @@ PACS_KEY = "pacs-key-1"
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, LiveServer]]:
     """(sender, receiver): the sender pushes every report to the receiver, which wants a key."""
     receiver_dir = tmp_path_factory.mktemp("receiver")
-    clients = {
-        "clients": [
-            {
-                "id": "ai-gateway",
-                "scopes": ["system/ImagingStudy.cr", "system/DiagnosticReport.cr"],
-                "api_key_sha256": [key_digest(PACS_KEY)],
-            }
-        ]
-    }
-    (receiver_dir / "clients.json").write_text(json.dumps(clients))
+    scopes = ["system/ImagingStudy.cr", "system/DiagnosticReport.cr"]
+    clients = write_clients(receiver_dir / "clients.json", {"ai-gateway": (scopes, PACS_KEY)})
     receiver = start_server(
         receiver_dir,
-        {"SKINSCREEN_AUTH": "on", "SKINSCREEN_CLIENTS_FILE": str(receiver_dir / "clients.json")},
+        {"SKINSCREEN_AUTH": "on", "SKINSCREEN_CLIENTS_FILE": str(clients)},
         name="receiver",
     )
     sender = start_server(

@@ -33,7 +33,6 @@ custom checks `error_format` and `anonymous_refused` with schemathesis.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -47,6 +46,7 @@ import pytest
 import schemathesis
 from schemathesis import Case, CheckContext, Response
 
+from tests.support.clients import write_clients
 from tests.support.live_server import LiveServer, start_server, stop_server
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -140,13 +140,7 @@ def anonymous_refused(ctx: CheckContext, response: Response, case: Case) -> None
 def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """The service with auth on, one client (all scopes) holding `API_KEY`, no rate limit."""
     tmp = tmp_path_factory.mktemp("fuzz")
-    clients = tmp / "clients.json"
-    entry = {
-        "id": "fuzzer",
-        "scopes": ["system/*.cruds"],
-        "api_key_sha256": [hashlib.sha256(API_KEY.encode()).hexdigest()],
-    }
-    clients.write_text(json.dumps({"clients": [entry]}), encoding="utf-8")
+    clients = write_clients(tmp / "clients.json", {"fuzzer": (["system/*.cruds"], API_KEY)})
     env = {
         "SKINSCREEN_AUTH": "on",
         "SKINSCREEN_CLIENTS_FILE": str(clients),

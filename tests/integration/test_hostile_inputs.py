@@ -13,8 +13,6 @@ schema cannot describe: raw multipart framing, DICOM headers, FHIR JSON shapes, 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import socket
 import threading
 import time
@@ -24,6 +22,7 @@ import httpx
 import pytest
 
 from tests.integration.hostile_corpus import JOB, Answer, Probe, corpus, multipart, send
+from tests.support.clients import write_clients
 from tests.support.live_server import LiveServer, start_server, stop_server
 
 API_KEY = "sk_hostile_" + "0123456789abcdef" * 2
@@ -38,13 +37,7 @@ OPEN_PREFIXES = ("/health", "/ready", "/fhir/metadata", "/schema", "/auth/", "/.
 def hostile_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """Auth on, one all-scopes client with `API_KEY`, no rate limit, short body timeouts."""
     tmp = tmp_path_factory.mktemp("hostile")
-    clients = tmp / "clients.json"
-    entry = {
-        "id": "hostile",
-        "scopes": ["system/*.cruds"],
-        "api_key_sha256": [hashlib.sha256(API_KEY.encode()).hexdigest()],
-    }
-    clients.write_text(json.dumps({"clients": [entry]}), encoding="utf-8")
+    clients = write_clients(tmp / "clients.json", {"hostile": (["system/*.cruds"], API_KEY)})
     env = {
         "SKINSCREEN_AUTH": "on",
         "SKINSCREEN_CLIENTS_FILE": str(clients),
