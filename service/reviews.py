@@ -46,8 +46,9 @@ log = get_logger(__name__)
 
 #: Artifacts that make one report version (kept under `<kind>@<n>` when superseded).
 VERSIONED = ("fhir", "pdf", "report", REPORT_RECORD, "dicom", "dicom-sr", "fhir-bundle")
-#: How long a claimed version number stays claimed (the claim only guards the race).
-_CLAIM_S = 10 * 365 * 86400
+#: How long a claimed version number stays claimed: long enough to serialise two reviews
+#: signed at once, short enough that a review cut off by a crash can be redone.
+_CLAIM_S = 300
 
 
 def versioned_kind(kind: str, version: int) -> str:
@@ -99,7 +100,10 @@ class ReviewDesk:
         reviewed = _with_review(report, given, version, client)
         artifacts = await self._reissue(job_id, reviewed, case)
         await self._keep_version(job_id, report.version)
-        for kind, (media_type, content) in artifacts.items():
+        # the record says which version is current: written last, so a crash part-way leaves
+        # the earlier version current (and its claim expires, so the review can be redone)
+        record = artifacts.pop(REPORT_RECORD)
+        for kind, (media_type, content) in [*artifacts.items(), (REPORT_RECORD, record)]:
             await self.store.put_artifact(job_id, kind, media_type, content)
         status = "amended" if given.decision == "revise" else "final"
         await self.store.append_event(
@@ -150,10 +154,24 @@ class ReviewDesk:
 
     async def version_of(self, job_id: str, version: int, kind: str) -> tuple[str, bytes] | None:
         """Artifact `kind` of report version `version` (the current one or a kept one)."""
-        current = await self.current(job_id)
-        if version == current.version:
+        return await self._stored(job_id, version, kind, (await self.current(job_id)).version)
+
+    async def history(self, job_id: str, kind: str) -> list[tuple[int, bytes]]:
+        """(version, content) of artifact `kind` for every version, newest first."""
+        latest = (await self.current(job_id)).version
+        found = []
+        for version in range(latest, 0, -1):
+            stored = await self._stored(job_id, version, kind, latest)
+            if stored is not None:
+                found.append((version, stored[1]))
+        return found
+
+    async def _stored(
+        self, job_id: str, version: int, kind: str, latest: int
+    ) -> tuple[str, bytes] | None:
+        if version == latest:
             return await self.store.get_artifact(job_id, kind)
-        if 1 <= version < current.version:
+        if 1 <= version < latest:
             return await self.store.get_artifact(job_id, versioned_kind(kind, version))
         return None
 

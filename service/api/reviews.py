@@ -126,15 +126,10 @@ class FhirReviewController(Controller):
         """Every version of the DiagnosticReport, newest first (a `history` Bundle)."""
         check_accept(request)
         await self._owned(request, report_id)
-        desk = services_of(request).reviews
-        current = await desk.current(report_id)
         base = base_url(request)
         entries = []
-        for version in range(current.version, 0, -1):
-            stored = await desk.version_of(report_id, version, "fhir")
-            if stored is None:
-                continue
-            resource = json.loads(stored[1])
+        for version, content in await services_of(request).reviews.history(report_id, "fhir"):
+            resource = json.loads(content)
             entries.append(
                 {
                     "fullUrl": f"{base}/DiagnosticReport/{report_id}",

@@ -280,3 +280,35 @@ def test_every_door_carries_the_referral(client: TestClient[Any], door: str) -> 
     if door == "analyze":
         assert "cannot be excluded" in body["summary"]
         assert body["summary"].endswith("a clinician must confirm any finding.")
+
+
+def test_a_review_cut_off_part_way_can_be_redone(
+    services: Services, client: TestClient[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A review that dies after claiming its version leaves the earlier version current and
+    its claim expires, so the clinician can sign again."""
+    import time as clock
+
+    import anyio
+
+    from service.intake.review import parse_review
+
+    case_id = diagnose(client)
+    given = parse_review({"reviewer": REVIEWER, "decision": "confirm"})
+    desk = services.reviews
+    real_outputs = desk.outputs
+
+    class Broken:
+        def attachments(self, report: Any, case: Any) -> list[Any]:
+            raise OSError("the process died here")
+
+    desk.outputs = [Broken()]  # type: ignore[list-item]
+    with pytest.raises(OSError):
+        anyio.run(desk.review, case_id, given, None)
+    desk.outputs = real_outputs
+    assert fhir_report(client, case_id).json()["meta"]["versionId"] == "1"
+    assert review(client, case_id, decision="confirm").status_code == 409  # claim still held
+    later = clock.time() + 3600
+    monkeypatch.setattr(clock, "time", lambda: later)
+    assert review(client, case_id, decision="confirm").status_code == 200
+    assert fhir_report(client, case_id).json()["meta"]["versionId"] == "2"
