@@ -9,7 +9,7 @@ from babel.support import Translations
 
 from service.pipeline.domain import CLASSES, REPORT_SECTIONS, ModelInfo, Report
 from service.pipeline.narrators.content import catalog
-from service.pipeline.narrators.knowledge import percent
+from service.pipeline.narrators.summary import triage_line
 from service.report.i18n import format_datetime_local
 from service.report.labels import (
     CLASS_LABELS,
@@ -135,15 +135,9 @@ def referral_box(report: Report) -> dict[str, str] | None:
     level = report.referral.level
     if level == "routine":
         return None
-    text = catalog(report.language).text
-    if level == "urgent" and report.referral.runner_up:
-        line = text["summary_urgent_probability"].format(
-            name=catalog(report.language).entries[report.referral.runner_up].short_name,
-            confidence=percent(report.referral.runner_up_probability or 0.0),
-        )
-    else:
-        line = text["summary_urgent" if level == "urgent" else "summary_soon"]
-    return {"level": level, "title": text[f"referral_{level}"], "text": line}
+    cat = catalog(report.language)
+    line = triage_line(cat, report.referral)
+    return {"level": level, "title": cat.text[f"referral_{level}"], "text": line}
 
 
 def review_block(report: Report) -> dict[str, Any]:

@@ -46,11 +46,12 @@ def summarize(
         ]
         if CARCINOMA_PROBABILITY not in referral.reasons:
             sentences.append(entry.summary)
-    sentences.append(_triage_line(cat, referral))
+    sentences.append(triage_line(cat, referral))
     return " ".join([*sentences, text["summary_disclaimer"]])
 
 
-def _triage_line(cat: Catalog, referral: Referral) -> str:
+def triage_line(cat: Catalog, referral: Referral) -> str:
+    """The one sentence saying how soon to see a clinician (summary and the PDF's box)."""
     text = cat.text
     if referral.level == "urgent" and referral.runner_up:
         return text["summary_urgent_probability"].format(
