@@ -29,8 +29,8 @@ from typing import Literal
 
 from service.pipeline.domain import REPORT_SECTIONS, Referral
 from service.pipeline.narrators.content import catalog
-from service.pipeline.narrators.knowledge import percent
 from service.pipeline.narrators.sections import PREAMBLE, render_sections, split_sections
+from service.pipeline.narrators.summary import triage_line
 from service.pipeline.policy import PHOTO_NOT_ASSESSABLE
 
 Rule = Literal["drug", "dose", "missing_section", "reassurance", "missing_urgent"]
@@ -177,20 +177,12 @@ def _urgent(recommendations: str, lang: str) -> bool:
 def urgent_line(language: str, referral: Referral) -> str:
     """The template's urgent line; it names the runner-up when that triggered the referral."""
     cat = catalog(_language(language))
-    template = cat.text.get("summary_urgent_probability")
-    name, p = referral.runner_up, referral.runner_up_probability
-    if template and name is not None and name in cat.entries and p is not None:
-        try:
-            return template.format(name=cat.entries[name].short_name, confidence=percent(p))
-        except (KeyError, IndexError, ValueError):
-            pass  # an unexpected placeholder: the plain line below
-    return cat.text["summary_urgent"]
+    return triage_line(cat, referral) if referral.level == "urgent" else cat.text["summary_urgent"]
 
 
 def disclaimer(language: str) -> str:
-    """The template's disclaimer (`summary_disclaimer`, else the knowledge scope line)."""
-    text = catalog(_language(language)).text
-    return text.get("summary_disclaimer") or text["scope"]
+    """The template's disclaimer (`summary_disclaimer`, in every catalog)."""
+    return catalog(_language(language)).text["summary_disclaimer"]
 
 
 def _without_reassurance(body: str, pattern: re.Pattern[str]) -> str:
