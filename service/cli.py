@@ -10,6 +10,8 @@ from pathlib import Path
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    if args.cv is not None:
+        return _cmd_train_cv(args)
     name = args.name or f"skinscreen-{args.arch}"
     # only what the user set overrides the recipe's own defaults
     overrides = {
@@ -27,6 +29,23 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     train_yolo(data, out, name, YoloRecipe(arch=args.arch, **overrides), work, version=args.version)
     return 0
+
+
+def _cmd_train_cv(args: argparse.Namespace) -> int:
+    from service.training import cv, cv_fit
+
+    if not args.arch.startswith("efficientnet"):
+        print("skinscreen: --cv runs the EfficientNet recipe (--arch efficientnet-lite0)")
+        return 2
+    name = args.name or cv.DEFAULT_NAME
+    argv = ["--data", args.data, "--k", str(args.cv), "--name", name, "--out", f"{args.out}/cv"]
+    argv += ["--work-dir", f"{args.work_dir}/cv/{name}"]
+    if args.epochs is not None:
+        argv += ["--epochs", str(args.epochs)]
+    if cv.main(argv) != 0:
+        return 1
+    oof = f"{args.out}/cv/{name}.oof.npz"
+    return cv_fit.main(["--oof", oof, "--work-dir", f"{args.work_dir}/cv/{name}"])
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -206,6 +225,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--version", default="1.0.0")
     train.add_argument("--out", default="models")
     train.add_argument("--work-dir", default="build/train")
+    train.add_argument(
+        "--cv",
+        type=int,
+        default=None,
+        metavar="K",
+        help="photo-group K-fold cross-validation of the EfficientNet recipe over train + val "
+        "(resumable; writes models/cv/<name>.oof.npz and .cv.json) instead of shipping a model",
+    )
     train.set_defaults(func=_cmd_train)
     return parser
 

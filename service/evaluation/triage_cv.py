@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from service.evaluation.folds import DEFAULT_SEED, assign_folds
 from service.pipeline.domain import CLASSES
 
 CANCER_INDEX = CLASSES.index("Carcinoma")
@@ -88,20 +89,9 @@ def _down(value: float) -> float:
     return round(float(np.floor(value / GRID) * GRID), 6)
 
 
-def group_folds(preds: Predictions, k: int, seed: int = 20261202) -> npt.NDArray[np.int64]:
-    """Fold index per photo: whole groups per fold, groups dealt round-robin within each class."""
-    rng = np.random.default_rng(seed)
-    group_label: dict[str, int] = {}
-    for group, label in zip(preds.groups, preds.labels, strict=True):
-        group_label.setdefault(group, int(label))
-    fold_of: dict[str, int] = {}
-    for label in sorted(set(group_label.values())):
-        members = sorted(g for g, lbl in group_label.items() if lbl == label)
-        rng.shuffle(members)
-        offset = int(rng.integers(k))
-        for i, group in enumerate(members):
-            fold_of[group] = (i + offset) % k
-    return np.asarray([fold_of[g] for g in preds.groups], dtype=np.int64)
+def group_folds(preds: Predictions, k: int, seed: int = DEFAULT_SEED) -> npt.NDArray[np.int64]:
+    """Fold index per photo: whole groups per fold, stratified by class (`assign_folds`)."""
+    return assign_folds(preds.groups, preds.labels.tolist(), k, seed)
 
 
 def cross_fit(preds: Predictions, target: float, budget: float, k: int) -> dict[str, Any]:

@@ -35,6 +35,9 @@ class Classification:
 
     probabilities: dict[str, float]
     model: ModelInfo
+    #: Split-conformal prediction set (most probable first): the classes that cannot be ruled
+    #: out at the fitted coverage (`pipeline.conformal`); empty when the model has none fitted.
+    prediction_set: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:

@@ -68,6 +68,7 @@ class ClassifiedData(TypedDict):
     label: str | None
     confidence: float | None
     probabilities: NotRequired[dict[str, float]]
+    prediction_set: NotRequired[list[str]]
     model: dict[str, str]
     referral: dict[str, object]
 

@@ -78,6 +78,8 @@ class OodThreshold:
     percentile: float
     soft_percentile: float
     fitted_on: str = "val"
+    #: Below this (but not rejected) the image is `inconclusive` with `unusual_image`.
+    unusual_threshold: float | None = None
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,8 @@ class FeatureThreshold:
     soft_percentile: float
     method: str = "mahalanobis"
     fitted_on: str = "val"
+    #: Above this (but not rejected) the image is `inconclusive` with `unusual_image`.
+    unusual_threshold: float | None = None
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,9 @@ Every output reads these and none re-decides them: the summary, the narrators an
 the PDF, the FHIR resources and the JSON contract.
 
 - `verdict`: rejection reasons (quality, not skin) win over uncertainty; uncertainty
-  (`low_confidence`, `ambiguous`) makes a result `inconclusive`; no reason at all is `ok`.
+  (`low_confidence`, `ambiguous`, `several_conditions` — a conformal prediction set of more
+  than one class — or `unusual_image` — marginally unfamiliar to the model) makes a result
+  `inconclusive`; no reason at all is `ok`.
 - `referral`: the one triage decision (`urgent` | `soon` | `routine`, with reasons). `urgent`
   whenever P(Carcinoma) reaches the malignancy threshold fitted for the model (see
   `triage_config`), whatever its rank — a Milia 80 % / Carcinoma 12 % result is urgent and
@@ -19,7 +21,13 @@ import numpy as np
 import numpy.typing as npt
 
 from service.pipeline.domain import Classification, GateOutcome, Referral, Status
-from service.pipeline.quality import AMBIGUOUS, LOW_CONFIDENCE, NOT_SKIN
+from service.pipeline.quality import (
+    AMBIGUOUS,
+    LOW_CONFIDENCE,
+    NOT_SKIN,
+    SEVERAL_CONDITIONS,
+    UNUSUAL_IMAGE,
+)
 
 #: Other classes at or above this probability are mentioned as runner-ups (at most two).
 RUNNER_UP_MIN = 0.15
@@ -29,9 +37,13 @@ CANCER = "Carcinoma"
 
 
 def confidence_reasons(
-    probabilities: npt.NDArray[np.floating], below: float, margin: float
+    probabilities: npt.NDArray[np.floating],
+    below: float,
+    margin: float,
+    prediction_set: tuple[str, ...] = (),
 ) -> tuple[str, ...]:
-    """`low_confidence` and/or `ambiguous` for one calibrated probability vector."""
+    """`low_confidence`, `ambiguous` and/or `several_conditions` for one calibrated
+    probability vector and its conformal prediction set."""
     top2 = np.sort(np.asarray(probabilities, dtype=np.float64))[::-1][:2]
     second = float(top2[1]) if top2.size > 1 else 0.0
     reasons = []
@@ -39,18 +51,24 @@ def confidence_reasons(
         reasons.append(LOW_CONFIDENCE)
     if float(top2[0]) - second < margin - 1e-9:  # tolerate float rounding at the bound
         reasons.append(AMBIGUOUS)
+    if len(prediction_set) > 1:
+        reasons.append(SEVERAL_CONDITIONS)
     return tuple(reasons)
 
 
 def verdict(
-    quality: tuple[str, ...], not_skin: bool, confidence: tuple[str, ...]
+    quality: tuple[str, ...],
+    not_skin: bool,
+    confidence: tuple[str, ...],
+    unusual: bool = False,
 ) -> tuple[Status, tuple[str, ...]]:
     """Rejection reasons win over uncertainty; no reason at all is `ok`."""
     rejected = (*quality, NOT_SKIN) if not_skin else quality
     if rejected:
         return "rejected", rejected
-    if confidence:
-        return "inconclusive", confidence
+    uncertain = (UNUSUAL_IMAGE, *confidence) if unusual else confidence
+    if uncertain:
+        return "inconclusive", uncertain
     return "ok", ()
 
 
@@ -65,8 +83,11 @@ def runner_ups(classification: Classification) -> list[tuple[str, float]]:
 
 
 def candidates(classification: Classification) -> list[tuple[str, float]]:
-    """The top two or three classes to list when the result is inconclusive."""
+    """The classes to list when the result is inconclusive: the conformal prediction set when
+    it holds several, else the top two or three."""
     order = ranked(classification)
+    if len(classification.prediction_set) > 1:
+        return [(lbl, p) for lbl, p in order if lbl in classification.prediction_set]
     return order[:2] + [(lbl, p) for lbl, p in order[2:3] if p >= CANDIDATE_MIN]
 
 

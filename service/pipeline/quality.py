@@ -35,6 +35,10 @@ QUALITY_REASONS: tuple[str, ...] = (
     "low_detail",
 )
 NOT_SKIN = "not_skin"
+#: Marginally unfamiliar to the model: `inconclusive`, never `rejected` (gate v2).
+UNUSUAL_IMAGE = "unusual_image"
+#: The conformal prediction set holds more than one class: `inconclusive`.
+SEVERAL_CONDITIONS = "several_conditions"
 LOW_CONFIDENCE = "low_confidence"
 AMBIGUOUS = "ambiguous"
 

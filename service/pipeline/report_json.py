@@ -31,7 +31,7 @@ def classification_json(
             model=model,
             referral=referral.as_json(),
         )
-    return ClassifiedData(
+    data = ClassifiedData(
         status=gate.status,
         reasons=list(gate.reasons),
         label=classification.label,
@@ -40,6 +40,9 @@ def classification_json(
         model=model,
         referral=referral.as_json(),
     )
+    if classification.prediction_set:
+        data["prediction_set"] = list(classification.prediction_set)
+    return data
 
 
 def gate_json(gate: GateOutcome) -> dict[str, Any]:

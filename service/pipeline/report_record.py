@@ -45,6 +45,7 @@ def report_from_record(data: bytes) -> Report:
         classification=Classification(
             probabilities=classification["probabilities"],
             model=ModelInfo(**classification["model"]),
+            prediction_set=tuple(classification.get("prediction_set") or ()),
         ),
         gate=GateOutcome(
             status=doc["gate"]["status"],

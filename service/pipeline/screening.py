@@ -4,7 +4,9 @@
 colours, the logit OOD score and, for models with a features output, the feature distance).
 `inconclusive`: a usable skin photo on which the model is unsure (`low_confidence`: calibrated
 top probability under `inconclusive_below`; `ambiguous`: top-1 minus top-2 under
-`inconclusive_margin`). `ok` otherwise. The verdict itself is `pipeline.policy.verdict`.
+`inconclusive_margin`; `several_conditions`: its conformal prediction set holds more than one
+class) or that is only marginally unfamiliar to it (`unusual_image`). `ok` otherwise. The
+verdict itself is `pipeline.policy.verdict`.
 """
 
 from __future__ import annotations
@@ -12,11 +14,14 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Sequence
+from dataclasses import replace
+from typing import Literal
 
 from PIL import Image
 
 from service.logging import get_logger
 from service.pipeline.classifier import Classifier, classification_from
+from service.pipeline.conformal import prediction_set
 from service.pipeline.domain import Classification, GateOutcome
 from service.pipeline.feature_ood import FeatureDistance
 from service.pipeline.gate_config import (
@@ -33,6 +38,42 @@ from service.pipeline.triage_config import TriageConfig
 log = get_logger(__name__)
 
 
+Unfamiliarity = Literal["clear", "marginal"] | None
+
+
+def unfamiliarity(
+    m: dict[str, float],
+    score: float | None,
+    q: QualityThresholds,
+    ood: OodThreshold | None,
+    distance: float | None = None,
+    feature: FeatureThreshold | None = None,
+) -> Unfamiliarity:
+    """`clear` (reject as `not_skin`), `marginal` (`inconclusive`, `unusual_image`) or None.
+
+    Clear: too few skin-toned pixels or noise-like, or unfamiliar to the model beyond its
+    threshold, or beyond its soft threshold with few skin-toned pixels. Marginal: beyond the
+    `unusual_threshold` only. Unfamiliar: a feature distance when the model has calibrated
+    features (they supersede the logit score, which alone lets teeth and endoscopy photos through
+    and, added on top, only rejects more real skin photos), else a logit score.
+    """
+    skin_fraction = m["skin_fraction"]
+    if skin_fraction < q.min_skin_fraction or m["noise_ratio"] > q.max_noise_ratio:
+        return "clear"
+    few_skin = skin_fraction < q.soft_skin_fraction
+    if feature is not None and distance is not None:
+        if distance > feature.threshold or (few_skin and distance > feature.soft_threshold):
+            return "clear"
+        unusual = feature.unusual_threshold
+        return "marginal" if unusual is not None and distance > unusual else None
+    if ood is None or score is None:
+        return None
+    if score < ood.threshold or (few_skin and score < ood.soft_threshold):
+        return "clear"
+    unusual = ood.unusual_threshold
+    return "marginal" if unusual is not None and score < unusual else None
+
+
 def is_not_skin(
     m: dict[str, float],
     score: float | None,
@@ -41,21 +82,8 @@ def is_not_skin(
     distance: float | None = None,
     feature: FeatureThreshold | None = None,
 ) -> bool:
-    """Too few skin-toned pixels or noise-like, or unfamiliar to the model, or some of both.
-
-    Unfamiliar: a feature distance above its threshold when the model has calibrated features
-    (they supersede the logit score, which alone lets teeth and endoscopy photos through and,
-    added on top, only rejects more real skin photos), else a logit score under its threshold.
-    """
-    skin_fraction = m["skin_fraction"]
-    if skin_fraction < q.min_skin_fraction or m["noise_ratio"] > q.max_noise_ratio:
-        return True
-    few_skin = skin_fraction < q.soft_skin_fraction
-    if feature is not None and distance is not None:
-        return distance > feature.threshold or (few_skin and distance > feature.soft_threshold)
-    if ood is None or score is None:
-        return False
-    return score < ood.threshold or (few_skin and score < ood.soft_threshold)
+    """`unfamiliarity(...) == "clear"`: the image is rejected as `not_skin`."""
+    return unfamiliarity(m, score, q, ood, distance, feature) == "clear"
 
 
 def load_feature_gate(
@@ -86,13 +114,20 @@ class Screener:
         inconclusive_below: float,
         inconclusive_margin: float,
         malignancy_threshold: float | None = None,
+        conformal_threshold: float | Literal["fitted"] | None = "fitted",
     ) -> None:
         self.classifier = classifier
+        triage = TriageConfig.load(config.directory) if config.directory else TriageConfig()
         #: P(Carcinoma) at or above → `urgent` (`pipeline.policy.referral`); fitted per weights.
         if malignancy_threshold is None:
-            triage = TriageConfig.load(config.directory) if config.directory else TriageConfig()
             malignancy_threshold = triage.threshold_for(classifier.info)
         self.malignancy_threshold = malignancy_threshold
+        #: q̂ of the conformal prediction sets (`pipeline.conformal`); None: no sets.
+        self.conformal_threshold = (
+            triage.conformal_for(classifier.info)
+            if conformal_threshold == "fitted"
+            else conformal_threshold
+        )
         self.config = config
         self.inconclusive_below = inconclusive_below
         self.inconclusive_margin = inconclusive_margin
@@ -129,19 +164,27 @@ class Screener:
             distance = float(distances[index]) if distances is not None else None
             if distance is not None:
                 m["feature_distance"] = distance
-            not_skin = is_not_skin(m, score, self.config.quality, self.ood, distance, feature)
-            status, reasons = verdict(
-                quality_reasons(m, self.config.quality),
-                not_skin,
-                confidence_reasons(
-                    probabilities[index], self.inconclusive_below, self.inconclusive_margin
+            unfamiliar = unfamiliarity(m, score, self.config.quality, self.ood, distance, feature)
+            classification = classification_from(probabilities[index], self.classifier)
+            classification = replace(
+                classification,
+                prediction_set=prediction_set(
+                    classification.probabilities, self.conformal_threshold
                 ),
             )
+            status, reasons = verdict(
+                quality_reasons(m, self.config.quality),
+                unfamiliar == "clear",
+                confidence_reasons(
+                    probabilities[index],
+                    self.inconclusive_below,
+                    self.inconclusive_margin,
+                    classification.prediction_set,
+                ),
+                unusual=unfamiliar == "marginal",
+            )
             results.append(
-                (
-                    GateOutcome(status=status, reasons=reasons, measurements=m),
-                    classification_from(probabilities[index], self.classifier),
-                )
+                (GateOutcome(status=status, reasons=reasons, measurements=m), classification)
             )
             log.info("gate.screened", status=status, reasons=list(reasons))
         log.debug("gate.batch", images=len(images), ms=round(1e3 * (time.perf_counter() - started)))

@@ -1,4 +1,5 @@
-"""The malignancy threshold of the triage policy, fitted per model weights (`models/triage.json`).
+"""Decision thresholds fitted per model weights (`models/triage.json`): the malignancy threshold
+of the triage policy and the split-conformal threshold of the prediction sets.
 
 `python -m service.training.triage_threshold` fits it on photo-group cross-validated
 predictions (see that module); the file records, per backend, the weights' sha256, the
@@ -11,7 +12,7 @@ under-refer.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +41,32 @@ class MalignancyThreshold:
 
 
 @dataclass(frozen=True)
+class ConformalThreshold:
+    """q̂ of the split-conformal prediction sets of one model (`pipeline.conformal`)."""
+
+    model_name: str
+    model_sha256: str
+    threshold: float
+    #: 1 − α: the share of photos whose true class the set should hold.
+    coverage_target: float
+    fitted_on: str
+    #: Cross-fitted coverage and set sizes (photo-group folds).
+    cross_validated: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class TriageConfig:
-    """Fitted malignancy thresholds, keyed by backend name."""
+    """Fitted malignancy and conformal thresholds, keyed by backend name."""
 
     thresholds: dict[str, MalignancyThreshold] = field(default_factory=dict)
+    conformal: dict[str, ConformalThreshold] = field(default_factory=dict)
+
+    def conformal_for(self, model: ModelInfo) -> float | None:
+        """q̂ fitted for exactly these weights; None (no prediction sets) otherwise."""
+        for entry in self.conformal.values():
+            if entry.model_sha256 == model.sha256:
+                return entry.threshold
+        return None
 
     def threshold_for(self, model: ModelInfo) -> float:
         """The threshold fitted for exactly these weights, else the most cautious one."""
@@ -67,14 +90,19 @@ class TriageConfig:
                     "cross_validated": e.cross_validated,
                 }
                 for name, e in self.thresholds.items()
-            }
+            },
+            "conformal": {name: asdict(e) for name, e in self.conformal.items()},
         }
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> TriageConfig:
         """Parse a document written by `as_json`."""
         entries = doc.get("malignancy", {})
-        return cls({name: MalignancyThreshold(**entry) for name, entry in entries.items()})
+        conformal = doc.get("conformal", {})
+        return cls(
+            {name: MalignancyThreshold(**entry) for name, entry in entries.items()},
+            {name: ConformalThreshold(**entry) for name, entry in conformal.items()},
+        )
 
     @classmethod
     def load(cls, models_dir: Path) -> TriageConfig:

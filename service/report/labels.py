@@ -43,6 +43,8 @@ REASON_LABELS: Mapping[str, str] = {
     "low_confidence": N_("The model's confidence is low."),
     "ambiguous": N_("Two conditions are almost equally likely."),
     "low_margin": N_("Two conditions are almost equally likely."),
+    "several_conditions": N_("Several conditions cannot be ruled out."),
+    "unusual_image": N_("The image is unusual for the model, so its result is uncertain."),
 }
 
 SECTION_LABELS: Mapping[str, str] = {

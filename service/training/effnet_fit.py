@@ -80,6 +80,74 @@ def _train_epoch(
     return total / max(seen, 1)
 
 
+class EpochTrainer:
+    """AdamW + one-cycle over a fixed number of epochs: the optimiser, schedule and loss of one
+    fine-tune, one epoch at a time (`state_dict` / `load_state_dict` make it resumable)."""
+
+    def __init__(self, model: nn.Module, recipe: EffnetRecipe, train_size: int) -> None:
+        self.model, self.recipe = model, recipe
+        self.frozen = freeze(model, recipe.freeze_blocks)
+        steps_per_epoch = len(_batches(list(range(train_size)), recipe.batch))
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(
+            trainable, lr=recipe.lr, weight_decay=recipe.weight_decay
+        )
+        self.schedule = torch.optim.lr_scheduler.OneCycleLR(
+            self.optimizer,
+            max_lr=recipe.lr,
+            total_steps=recipe.epochs * steps_per_epoch,
+            pct_start=recipe.warmup_pct,
+        )
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+        self.augment = train_transform(recipe)
+        self.after_step: Callable[[], None] = lambda: None
+
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.criterion(self.model(x), y)
+        loss.backward()
+        self.optimizer.step()
+        self.schedule.step()
+        self.after_step()
+        return float(loss.item())
+
+    def epoch(
+        self,
+        train: tuple[Sequence[torch.Tensor], torch.Tensor],
+        generator: torch.Generator,
+        desc: str,
+    ) -> float:
+        """One pass over `train`; the mean training loss."""
+        images, labels = train
+        return _train_epoch(
+            self.model,
+            self.frozen,
+            images,
+            labels,
+            self.augment,
+            self.step,
+            self.recipe.batch,
+            generator,
+            desc,
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+
+
 def fit(
     model: nn.Module,
     train: tuple[list[torch.Tensor], torch.Tensor],
@@ -93,39 +161,16 @@ def fit(
 
     Returns the training log; `model` ends holding the best state.
     """
-    images, labels = train
-    frozen = freeze(model, recipe.freeze_blocks)
-    steps_per_epoch = len(_batches(list(range(len(images))), recipe.batch))
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=recipe.lr, weight_decay=recipe.weight_decay)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer,
-        max_lr=recipe.lr,
-        total_steps=recipe.epochs * steps_per_epoch,
-        pct_start=recipe.warmup_pct,
-    )
-    criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
-
-    def step(x: torch.Tensor, y: torch.Tensor) -> float:
-        optimizer.zero_grad(set_to_none=True)
-        loss = criterion(model(x), y)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        return float(loss.item())
-
-    augment = train_transform(recipe)
+    trainer = EpochTrainer(model, recipe, len(train[0]))
     log: list[dict[str, Any]] = []
     best_f1, best_epoch, best_state = -1.0, 0, copy.deepcopy(model.state_dict())
     stop_reason = "planned epochs done"
     training_started = time.perf_counter()
     for epoch in range(1, recipe.epochs + 1):
         started = time.perf_counter()
-        lr = optimizer.param_groups[0]["lr"]
+        lr = trainer.lr
         desc = f"epoch {epoch}/{recipe.epochs}"
-        loss = _train_epoch(
-            model, frozen, images, labels, augment, step, recipe.batch, generator, desc
-        )
+        loss = trainer.epoch(train, generator, desc)
         metrics = evaluate(model, val[0], val[1], classes)
         seconds = round(time.perf_counter() - started, 1)
         entry = {

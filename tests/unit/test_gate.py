@@ -25,6 +25,8 @@ from service.pipeline.quality import (
     LOW_CONFIDENCE,
     NOT_SKIN,
     QUALITY_REASONS,
+    SEVERAL_CONDITIONS,
+    UNUSUAL_IMAGE,
     measure,
     quality_reasons,
 )
@@ -162,10 +164,15 @@ def test_config_round_trip_and_defaults(tmp_path: Path) -> None:
 def assert_one_verdict(gate: GateOutcome) -> None:
     """The screener's outcome is what `policy.verdict` makes of its own reasons (known codes
     only; a rejection carries no uncertainty reason)."""
-    assert set(gate.reasons) <= {*QUALITY_REASONS, NOT_SKIN, LOW_CONFIDENCE, AMBIGUOUS}, gate
+    uncertain = (LOW_CONFIDENCE, AMBIGUOUS, SEVERAL_CONDITIONS)
+    assert set(gate.reasons) <= {*QUALITY_REASONS, NOT_SKIN, UNUSUAL_IMAGE, *uncertain}, gate
     quality = tuple(r for r in gate.reasons if r in QUALITY_REASONS)
-    confidence = tuple(r for r in gate.reasons if r in (LOW_CONFIDENCE, AMBIGUOUS))
-    assert verdict(quality, NOT_SKIN in gate.reasons, confidence) == (gate.status, gate.reasons)
+    confidence = tuple(r for r in gate.reasons if r in uncertain)
+    unusual = UNUSUAL_IMAGE in gate.reasons
+    assert verdict(quality, NOT_SKIN in gate.reasons, confidence, unusual) == (
+        gate.status,
+        gate.reasons,
+    )
 
 
 BACKENDS = ("yolo", "effnet", "ensemble")

@@ -1,0 +1,179 @@
+"""Fit every decision threshold on the out-of-fold (OOF) predictions and report CV figures.
+
+`python -m service.training.cv_fit [--oof models/cv/<name>.oof.npz] [--work-dir build/cv/<name>]`
+
+For each weight variant of the CV run (last epoch / EMA, without / with flip test-time
+augmentation): cross-fitted temperature → top-1, macro-F1, ECE with photo-group bootstrap
+intervals, per class. For the best variant: split-conformal sets (coverage 95 %), gate v2
+feature thresholds (rejection share on skin, false acceptance on negatives scored by every
+fold's model), the malignancy threshold of the triage policy — each cross-fitted — and the
+values fitted on all OOF photos that the final model ships with. Writes
+`models/cv/<name>.cv.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from service.evaluation.calibration import fit_temperature
+from service.evaluation.cv_metrics import (
+    Oof,
+    cross_fitted_conformal,
+    cross_fitted_temperature,
+    figures,
+    softmax,
+)
+from service.evaluation.triage_cv import Predictions, cross_fit, fit_threshold
+from service.images import load_rgb
+from service.pipeline.conformal import conformal_threshold
+from service.pipeline.domain import CLASSES
+from service.pipeline.gate_config import QualityThresholds
+from service.pipeline.quality import measure
+from service.settings import Settings
+from service.training.cv import DEFAULT_NAME
+from service.training.cv_fold import TAGS
+from service.training.cv_gate import GatePercentiles, cross_fitted_gate, fit_distances, judge
+from service.training.cv_negatives import negative_images
+from service.training.triage_threshold import BUDGET, TARGET
+
+ALPHA = 0.05
+
+
+def variants(oof: npt.NDArray[Any] | Any) -> dict[str, npt.NDArray[np.float64]]:
+    """Logits of every variant: `<tag>` and `<tag>+flip` (mean of plain and flipped logits)."""
+    result = {}
+    for tag in TAGS:
+        plain = oof[f"{tag}_logits"].astype(np.float64)
+        result[tag] = plain
+        result[f"{tag}+flip"] = (plain + oof[f"{tag}_flip_logits"].astype(np.float64)) / 2
+    return result
+
+
+def photo_measurements(files: Sequence[str], data: Path, cache: Path) -> list[dict[str, float]]:
+    """Quality measurements of every photo (cached: they depend on the pixels only)."""
+    if cache.is_file():
+        stored: dict[str, dict[str, float]] = json.loads(cache.read_text())
+        if set(stored) == set(files):
+            return [stored[f] for f in files]
+    stored = {f: measure(load_rgb(data / f)) for f in files}
+    cache.write_text(json.dumps(stored))
+    return [stored[f] for f in files]
+
+
+def fit_all(
+    oof_path: Path, work_dir: Path, data: Path, shared_dir: Path, percentiles: GatePercentiles
+) -> dict[str, Any]:
+    """The report described in the module doc (`data`: the photos the OOF file names)."""
+    with np.load(oof_path) as arrays:
+        oof = {key: arrays[key] for key in arrays.files}
+    labels, folds = oof["labels"].astype(np.int64), oof["folds"].astype(np.int64)
+    groups = [str(g) for g in oof["groups"]]
+    report: dict[str, Any] = {"oof": oof_path.name, "variants": {}}
+    best, best_f1 = "", -1.0
+    for name, logits in variants(oof).items():
+        view = Oof(logits, labels, groups, folds)
+        probs, temperatures = cross_fitted_temperature(view)
+        entry = figures(probs, view, CLASSES)
+        entry["fold_temperatures"] = temperatures
+        report["variants"][name] = entry
+        print(
+            f"{name:10s} top-1 {entry['top1']:.4f} {entry['top1_ci95']}  "
+            f"macro-F1 {entry['macro_f1']:.4f} {entry['macro_f1_ci95']}  ECE {entry['ece_15']:.4f}"
+        )
+        if entry["macro_f1"] > best_f1:
+            best, best_f1 = name, entry["macro_f1"]
+    report["chosen"] = best
+    logits = variants(oof)[best]
+    view = Oof(logits, labels, groups, folds)
+    probs, _ = cross_fitted_temperature(view)
+    temperature = fit_temperature(logits, labels)
+    conformal = cross_fitted_conformal(probs, view, ALPHA)
+    members = conformal.pop("members")
+    calibrated_all = softmax(logits, temperature)
+    q_all = conformal_threshold(calibrated_all[np.arange(len(labels)), labels], ALPHA)
+    report["temperature"] = temperature
+    report["conformal"] = {**conformal, "threshold": round(q_all, 6)}
+    print(f"conformal: {report['conformal']}")
+
+    tag = best.split("+")[0]
+    distances = oof[f"{tag}_feature_distance"].astype(np.float64)
+    files = [str(f) for f in oof["files"]]
+    measurements = photo_measurements(files, data, work_dir / "measurements.json")
+    quality = QualityThresholds()
+    verdicts, gate = cross_fitted_gate(
+        measurements, distances, labels, groups, folds, percentiles, quality, CLASSES
+    )
+    fitted = fit_distances(distances, percentiles)
+    negatives = negative_images(shared_dir, load_rgb(data / files[0]))
+    names = [str(n) for n in oof["negative_names"]]
+    if set(names) - set(negatives):
+        raise SystemExit("the OOF file's negatives differ from these: re-run the CV to re-assemble")
+    neg_d = oof[f"{tag}_negative_distances"].astype(np.float64)
+    neg_m = [measure(negatives[n][1]) for n in names]
+    per_negative: dict[str, dict[str, Any]] = {}
+    for j, n in enumerate(names):
+        outcomes = [
+            judge([neg_m[j]], neg_d[f, j : j + 1], fitted, quality)[0] for f in range(len(neg_d))
+        ]
+        per_negative[n] = {
+            "kind": negatives[n][0],
+            "verdicts": outcomes,
+            "distance_median": round(float(np.median(neg_d[:, j])), 2),
+        }
+    gate["fitted_on_all"] = fitted.__dict__
+    gate["negatives"] = per_negative
+    gate["negatives_accepted"] = sorted(
+        n for n, v in per_negative.items() if "passed" in v["verdicts"]
+    )
+    report["gate"] = gate
+    print(f"gate: {json.dumps({k: v for k, v in gate.items() if k != 'negatives'})}")
+    for n, v in per_negative.items():
+        print(f"  {n:32s} {v['kind']:22s} {v['verdicts']} d={v['distance_median']}")
+
+    passed = np.asarray([v != "rejected" for v in verdicts])
+    preds = Predictions(probs, labels, groups, passed)
+    report["triage"] = {
+        "cross_fitted": cross_fit(preds, TARGET, BUDGET, int(folds.max()) + 1),
+        "threshold": fit_threshold(
+            Predictions(calibrated_all, labels, groups, passed), TARGET, BUDGET
+        ),
+    }
+    inconclusive_set = members.sum(axis=1) > 1
+    report["inconclusive_by_set"] = round(float(inconclusive_set[passed].mean()), 4)
+    print(f"triage: {json.dumps(report['triage'])}")
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--name", default=DEFAULT_NAME)
+    parser.add_argument("--oof", type=Path, default=None)
+    parser.add_argument("--work-dir", type=Path, default=None)
+    parser.add_argument("--data", type=Path, default=None, help="default: <shared>/data/skin6")
+    parser.add_argument("--reject-percentile", type=float, default=GatePercentiles.reject)
+    parser.add_argument("--soft-percentile", type=float, default=GatePercentiles.soft)
+    parser.add_argument("--unusual-percentile", type=float, default=GatePercentiles.unusual)
+    args = parser.parse_args(argv)
+    settings = Settings()
+    oof = args.oof or settings.models_dir / "cv" / f"{args.name}.oof.npz"
+    work_dir = args.work_dir or Path("build/cv") / args.name
+    percentiles = GatePercentiles(
+        args.reject_percentile, args.soft_percentile, args.unusual_percentile
+    )
+    data = args.data or settings.shared_dir / "data" / "skin6"
+    report = fit_all(oof, work_dir, data, settings.shared_dir, percentiles)
+    out = oof.with_name(oof.name.replace(".oof.npz", ".cv.json"))
+    out.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

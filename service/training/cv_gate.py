@@ -1,0 +1,133 @@
+"""Gate v2 thresholds fitted on out-of-fold feature distances, judged by cross-fitting.
+
+Per photo: the quality measurements (`pipeline.quality.measure`) and the OOF feature distance
+(Mahalanobis to the nearest class, with class means from the fold's own training photos). The
+gate's feature thresholds are upper percentiles of the skin photos' OOF distances:
+`threshold` (reject whatever the colours), `soft_threshold` (reject when few pixels are
+skin-toned) and `unusual_threshold` (`inconclusive`, reason `unusual_image`). The rejection
+share reported is cross-fitted: each fold is judged with percentiles taken on the other folds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from service.evaluation.cv_metrics import group_bootstrap
+from service.pipeline.gate_config import FeatureThreshold, QualityThresholds
+from service.pipeline.quality import quality_reasons
+from service.pipeline.screening import unfamiliarity
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class GatePercentiles:
+    """Upper percentiles of in-distribution OOF distances for the three feature thresholds."""
+
+    reject: float = 99.8
+    soft: float = 99.0
+    unusual: float = 97.5
+
+
+@dataclass(frozen=True)
+class FittedDistances:
+    reject: float
+    soft: float
+    unusual: float
+
+
+def fit_distances(distances: FloatArray, p: GatePercentiles) -> FittedDistances:
+    q = np.percentile(distances, [p.reject, p.soft, p.unusual])
+    return FittedDistances(float(q[0]), float(q[1]), float(q[2]))
+
+
+def feature_entry(fitted: FittedDistances, template: FeatureThreshold) -> FeatureThreshold:
+    """A copy of `template` (artefact, hashes) carrying the fitted distances."""
+    from dataclasses import replace
+
+    return replace(
+        template,
+        threshold=round(fitted.reject, 4),
+        soft_threshold=round(fitted.soft, 4),
+        unusual_threshold=round(fitted.unusual, 4),
+    )
+
+
+def _entry(fitted: FittedDistances) -> FeatureThreshold:
+    return FeatureThreshold(
+        threshold=fitted.reject,
+        soft_threshold=fitted.soft,
+        model_name="cv",
+        model_sha256="",
+        features_sha256="",
+        artefact="",
+        artefact_sha256="",
+        percentile=0.0,
+        soft_percentile=0.0,
+        unusual_threshold=fitted.unusual,
+    )
+
+
+def judge(
+    measurements: Sequence[dict[str, float]],
+    distances: FloatArray,
+    fitted: FittedDistances,
+    quality: QualityThresholds,
+) -> list[str]:
+    """Per image: `rejected` / `unusual` / `passed` (confidence reasons left aside)."""
+    entry = _entry(fitted)
+    verdicts = []
+    for m, d in zip(measurements, distances, strict=True):
+        level = unfamiliarity(m, None, quality, None, float(d), entry)
+        if quality_reasons(m, quality) or level == "clear":
+            verdicts.append("rejected")
+        else:
+            verdicts.append("unusual" if level == "marginal" else "passed")
+    return verdicts
+
+
+def cross_fitted_gate(
+    measurements: Sequence[dict[str, float]],
+    distances: FloatArray,
+    labels: npt.NDArray[np.int64],
+    groups: Sequence[str],
+    folds: npt.NDArray[np.int64],
+    percentiles: GatePercentiles,
+    quality: QualityThresholds,
+    classes: Sequence[str],
+) -> tuple[list[str], dict[str, Any]]:
+    """Verdict per photo with each fold's thresholds fitted on the other folds; the shares."""
+    verdicts = [""] * len(distances)
+    for fold in range(int(folds.max()) + 1):
+        held = [int(i) for i in np.flatnonzero(folds == fold)]
+        fitted = fit_distances(distances[folds != fold], percentiles)
+        for i, v in zip(
+            held,
+            judge([measurements[i] for i in held], distances[held], fitted, quality),
+            strict=True,
+        ):
+            verdicts[i] = v
+    rejected = np.asarray([v == "rejected" for v in verdicts])
+    unusual = np.asarray([v == "unusual" for v in verdicts])
+    reasons: dict[str, int] = {}
+    for i in (int(j) for j in np.flatnonzero(rejected)):
+        for r in quality_reasons(measurements[i], quality) or ("not_skin",):
+            reasons[r] = reasons.get(r, 0) + 1
+    return verdicts, {
+        "percentiles": percentiles.__dict__,
+        "skin_rejected": round(float(rejected.mean()), 4),
+        "skin_rejected_ci95": group_bootstrap(groups, lambda i: float(rejected[i].mean())),
+        "skin_unusual": round(float(unusual.mean()), 4),
+        "rejection_reasons": reasons,
+        "skin_rejected_per_class": {
+            name: round(float(rejected[labels == c].mean()), 4) for c, name in enumerate(classes)
+        },
+        "skin_unusual_per_class": {
+            name: round(float(unusual[labels == c].mean()), 4) for c, name in enumerate(classes)
+        },
+    }

@@ -1,0 +1,125 @@
+"""`skinscreen train --cv`: photo-group folds, resumable fold training, the OOF file and the fit.
+
+Real EfficientNet-Lite0 training on a few skin6 photos at 64 px (the TINY recipe), two folds.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="training needs the `train` extra")
+pytest.importorskip("efficientnet_lite_pytorch", reason="training needs the `train` extra")
+
+from service.training import cv, cv_fit  # noqa: E402
+from service.training.cv_fold import train_fold  # noqa: E402
+from service.training.cv_gate import GatePercentiles  # noqa: E402
+from service.training.effnet_fit import EpochTrainer  # noqa: E402
+from tests.support.training_data import TINY, tiny_dataset  # noqa: E402
+
+RECIPE = TINY.__class__(**{**TINY.__dict__, "epochs": 2, "patience": 2})
+
+
+class Interrupted(Exception):
+    pass
+
+
+@pytest.fixture(scope="module")
+def cv_run(
+    skin6_dir: Path, shared_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("cv")
+    data = tiny_dataset(skin6_dir, root / "data", per_class=3)
+    work, oof = root / "work", root / "models" / "tiny.oof.npz"
+    items = cv.all_photos(data)
+    folds = cv.prepare(data, work, 2, RECIPE)
+
+    # fold 0 is killed after its first epoch, then resumed from the checkpoint
+    real_epoch = EpochTrainer.epoch
+    calls = {"n": 0}
+
+    def dying_epoch(self: EpochTrainer, *args: Any, **kwargs: Any) -> float:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise Interrupted
+        return real_epoch(self, *args, **kwargs)
+
+    lines: list[str] = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(EpochTrainer, "epoch", dying_epoch)
+        with pytest.raises(Interrupted):
+            train_fold(items, folds, 0, RECIPE, work, cv.CLASSES, 0.9, 1, lines.append)
+    checkpoint_after_kill = (work / "fold0.checkpoint.pt").is_file()
+    path = cv.run_cv(data, work, oof, 2, RECIPE, shared_dir)
+    return {
+        "data": data,
+        "work": work,
+        "oof": path,
+        "items": items,
+        "folds": folds,
+        "checkpoint_after_kill": checkpoint_after_kill,
+        "shared": shared_dir,
+    }
+
+
+@pytest.mark.slow
+def test_a_killed_fold_resumes_from_its_checkpoint(cv_run: dict[str, Any]) -> None:
+    work = cv_run["work"]
+    assert cv_run["checkpoint_after_kill"]
+    progress = (work / "progress.log").read_text()
+    assert "fold 0: resumed after epoch 1" in progress
+    log = json.loads((work / "fold0.log.json").read_text())
+    assert [e["epoch"] for e in log] == [1, 2]
+    assert not list(work.glob("*.checkpoint.pt"))  # removed once a fold is done
+    # a finished run is not retrained: the folds' files are reused as they are
+    before = (work / "fold1.npz").stat().st_mtime_ns
+    cv.run_cv(cv_run["data"], work, cv_run["oof"], 2, RECIPE, cv_run["shared"])
+    assert (work / "fold1.npz").stat().st_mtime_ns == before
+
+
+@pytest.mark.slow
+def test_the_oof_file_has_one_held_out_prediction_per_photo(cv_run: dict[str, Any]) -> None:
+    with np.load(cv_run["oof"]) as oof:
+        n = len(cv_run["items"])
+        assert oof["labels"].shape == (n,) and set(oof["folds"].tolist()) == {0, 1}
+        for tag in ("last", "ema"):
+            assert oof[f"{tag}_logits"].shape == (n, 6)
+            assert np.isfinite(oof[f"{tag}_logits"]).all()
+            assert (oof[f"{tag}_logits"] != 0).any(axis=1).all()  # every photo was predicted
+            assert (oof[f"{tag}_feature_distance"] > 0).all()
+            assert oof[f"{tag}_negative_distances"].shape == (2, len(oof["negative_names"]))
+        kinds = set(oof["negative_kinds"].tolist())
+        assert {"shared DICOM", "generated", "radiology", "histology", "screenshot"} <= kinds
+    for fold in (0, 1):
+        with np.load(cv_run["work"] / f"fold{fold}.npz") as part:
+            assert not set(part["held_index"]) & set(part["train_index"])
+
+
+@pytest.mark.slow
+def test_a_changed_plan_is_refused(cv_run: dict[str, Any]) -> None:
+    with pytest.raises(SystemExit, match="another data set"):
+        cv.prepare(cv_run["data"], cv_run["work"], 3, RECIPE)
+
+
+@pytest.mark.slow
+def test_fit_reports_cross_fitted_figures(cv_run: dict[str, Any]) -> None:
+    report = cv_fit.fit_all(
+        cv_run["oof"], cv_run["work"], cv_run["data"], cv_run["shared"], GatePercentiles()
+    )
+    assert set(report["variants"]) == {"last", "last+flip", "ema", "ema+flip"}
+    chosen = report["variants"][report["chosen"]]
+    assert 0 <= chosen["macro_f1_ci95"][0] <= chosen["macro_f1_ci95"][1] <= 1
+    assert len(chosen["fold_temperatures"]) == 2
+    assert 0 < report["conformal"]["threshold"] <= 1
+    assert 0 <= report["conformal"]["coverage"] <= 1
+    gate = report["gate"]
+    assert 0 <= gate["skin_rejected"] <= 1 and set(gate["skin_rejected_per_class"]) == set(
+        cv.CLASSES
+    )
+    assert {"dwv__nema-vl2_j2kr", "chest_xray_like", "screenshot"} <= set(gate["negatives"])
+    assert all(len(v["verdicts"]) == 2 for v in gate["negatives"].values())
+    assert 0 <= report["triage"]["threshold"] <= 0.5

@@ -1,0 +1,122 @@
+"""Gate v2 and calibrated uncertainty: conformal sets, `unusual_image`, group folds."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from service.evaluation.cv_metrics import Oof, cross_fitted_conformal, group_bootstrap, macro_f1
+from service.evaluation.folds import assign_folds
+from service.pipeline.conformal import conformal_threshold, prediction_set
+from service.pipeline.domain import Classification, ModelInfo
+from service.pipeline.gate_config import FeatureThreshold, QualityThresholds
+from service.pipeline.policy import candidates, confidence_reasons, verdict
+from service.pipeline.quality import SEVERAL_CONDITIONS, UNUSUAL_IMAGE
+from service.pipeline.screening import unfamiliarity
+from service.pipeline.triage_config import ConformalThreshold, TriageConfig
+
+Q = QualityThresholds()
+FEATURE = FeatureThreshold(
+    500.0, 400.0, "m", "sha", "sha", "m.ood.npz", "x", 99.8, 99.0, unusual_threshold=300.0
+)
+SKIN = {"skin_fraction": 0.9, "noise_ratio": 0.2}
+FEW_SKIN = {"skin_fraction": 0.4, "noise_ratio": 0.2}
+
+
+def test_folds_keep_groups_whole_and_balance_classes() -> None:
+    rng = np.random.default_rng(0)
+    groups, labels = [], []
+    for c in range(6):
+        for g in range(40):
+            for _ in range(int(rng.integers(1, 5))):  # near-duplicate groups of 1..4 photos
+                groups.append(f"{c}-{g}")
+                labels.append(c)
+    folds = assign_folds(groups, labels, 5)
+    for group in set(groups):
+        assert len({int(f) for f, g in zip(folds, groups, strict=True) if g == group}) == 1
+    for c in range(6):
+        per_fold = [
+            len({g for f, g, lbl in zip(folds, groups, labels, strict=True) if lbl == c and f == k})
+            for k in range(5)
+        ]
+        assert max(per_fold) - min(per_fold) <= 1  # 40 groups dealt 8 per fold
+    assert (assign_folds(groups, labels, 5) == folds).all()  # deterministic
+    with pytest.raises(ValueError):
+        assign_folds(groups, labels, 1)
+
+
+def test_conformal_threshold_is_the_finite_sample_quantile() -> None:
+    true_p = np.linspace(0.01, 1.0, 100)  # scores 1 - p: 0.0 .. 0.99
+    # ceil(101 * 0.95) = 96th smallest score
+    assert conformal_threshold(true_p, 0.05) == pytest.approx(np.sort(1 - true_p)[95])
+    assert conformal_threshold(true_p[:10], 0.05) == 1.0  # too few photos: the set is every class
+
+
+def test_prediction_set_holds_the_top_class_and_every_class_not_ruled_out() -> None:
+    p = {"Acne": 0.55, "Rosacea": 0.35, "Milia": 0.1}
+    assert prediction_set(p, 0.7) == ("Acne", "Rosacea")  # 1 - 0.35 = 0.65 <= 0.7
+    assert prediction_set(p, 0.5) == ("Acne",)
+    assert prediction_set(p, 0.1) == ("Acne",)  # never empty
+    assert prediction_set(p, None) == ()
+
+
+def test_a_set_of_several_classes_is_inconclusive_and_named() -> None:
+    probs = np.asarray([0.55, 0.35, 0.1, 0.0, 0.0, 0.0])
+    assert confidence_reasons(probs, 0.5, 0.1, ("Acne", "Rosacea")) == (SEVERAL_CONDITIONS,)
+    assert confidence_reasons(probs, 0.5, 0.1, ("Acne",)) == ()
+    info = ModelInfo("m", "1", "sha")
+    result = Classification(
+        {"Acne": 0.55, "Rosacea": 0.35, "Milia": 0.1}, info, ("Acne", "Rosacea")
+    )
+    assert [c for c, _ in candidates(result)] == ["Acne", "Rosacea"]
+    assert [c for c, _ in candidates(replace(result, prediction_set=()))] == [
+        "Acne",
+        "Rosacea",
+        "Milia",
+    ]
+
+
+def test_marginally_unfamiliar_is_inconclusive_clearly_unfamiliar_is_rejected() -> None:
+    assert unfamiliarity(SKIN, None, Q, None, 250.0, FEATURE) is None
+    assert unfamiliarity(SKIN, None, Q, None, 350.0, FEATURE) == "marginal"
+    assert unfamiliarity(SKIN, None, Q, None, 450.0, FEATURE) == "marginal"
+    assert unfamiliarity(FEW_SKIN, None, Q, None, 450.0, FEATURE) == "clear"
+    assert unfamiliarity(SKIN, None, Q, None, 550.0, FEATURE) == "clear"
+    assert unfamiliarity({"skin_fraction": 0.1, "noise_ratio": 0.2}, None, Q, None, 1.0, FEATURE)
+    no_band = replace(FEATURE, unusual_threshold=None)  # a v1 gate.json: no marginal band
+    assert unfamiliarity(SKIN, None, Q, None, 450.0, no_band) is None
+    assert verdict((), False, (), unusual=True) == ("inconclusive", (UNUSUAL_IMAGE,))
+    assert verdict(("blurred",), False, (), unusual=True) == ("rejected", ("blurred",))
+
+
+def test_conformal_threshold_round_trips_in_triage_json(tmp_path: Path) -> None:
+    entry = ConformalThreshold("m", "sha", 0.8, 0.95, "OOF", {"coverage": 0.951})
+    config = TriageConfig(conformal={"effnet": entry})
+    config.save(tmp_path)
+    loaded = TriageConfig.load(tmp_path)
+    assert loaded == config
+    assert loaded.conformal_for(ModelInfo("m", "1", "sha")) == 0.8
+    assert loaded.conformal_for(ModelInfo("m", "1", "other")) is None
+
+
+def test_cross_fitted_conformal_covers_calibrated_predictions() -> None:
+    rng = np.random.default_rng(3)
+    n, k = 3000, 6
+    probs = rng.dirichlet(np.full(k, 0.6), size=n)
+    labels = np.asarray([rng.choice(k, p=p) for p in probs])  # calibrated by construction
+    oof = Oof(np.log(probs), labels, [str(i) for i in range(n)], np.arange(n) % 5)
+    result = cross_fitted_conformal(probs, oof, 0.05)
+    assert 0.93 <= result["coverage"] <= 0.97
+    assert result["coverage_ci95"][0] < result["coverage"] < result["coverage_ci95"][1]
+    assert result["mean_set_size"] > 1
+
+
+def test_macro_f1_and_group_bootstrap() -> None:
+    y = np.asarray([0, 0, 1, 1])
+    assert macro_f1(y, y, 2) == 1.0
+    assert macro_f1(y, np.asarray([0, 0, 0, 0]), 2) == pytest.approx((2 / 3 + 0) / 2)
+    low, high = group_bootstrap(["a", "a", "b", "c"], lambda i: float(len(i)), draws=200)
+    assert 3 <= low <= high <= 6
