@@ -99,6 +99,17 @@ def fit_all(
     calibrated_all = softmax(logits, temperature)
     q_all = conformal_threshold(calibrated_all[np.arange(len(labels)), labels], ALPHA)
     report["temperature"] = temperature
+    energy = np.log(np.exp(logits - logits.max(axis=1, keepdims=True)).sum(axis=1))
+    energy += logits.max(axis=1)
+    report["energy"] = {
+        "threshold": round(float(np.percentile(energy, 1.0)), 5),
+        "soft_threshold": round(float(np.percentile(energy, 10.0)), 5),
+        "percentile": 1.0,
+        "soft_percentile": 10.0,
+    }
+    plan = work_dir / "plan.json"
+    if plan.is_file():
+        report["recipe"] = json.loads(plan.read_text())["recipe"]
     report["conformal"] = {**conformal, "threshold": round(q_all, 6)}
     print(f"conformal: {report['conformal']}")
 

@@ -54,6 +54,59 @@ def _save_atomic(path: Path, write: Callable[[Path], None]) -> None:
     os.replace(partial, path)
 
 
+def train_fixed_schedule(
+    train: tuple[list[torch.Tensor], torch.Tensor],
+    recipe: EffnetRecipe,
+    classes: Sequence[str],
+    ema_decay: float,
+    checkpoint: Path,
+    seed: int,
+    name: str,
+    monitor: Callable[[nn.Module, int], dict[str, Any]] | None = None,
+    progress: Callable[[str], None] = print,
+) -> tuple[nn.Module, nn.Module, list[dict[str, Any]]]:
+    """All `recipe.epochs` epochs (nothing selected), resuming from `checkpoint`; returns the
+    last weights, their EMA and the log. `monitor(model, epoch)` adds figures to an epoch's
+    entry."""
+    generator = seed_everything(seed, recipe.threads)
+    model = build_model(len(classes), recipe).to(memory_format=torch.channels_last)
+    trainer = EpochTrainer(model, recipe, len(train[0]))
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
+    trainer.after_step = lambda: ema.update_parameters(model)
+    log: list[dict[str, Any]] = []
+    start = 1
+    if checkpoint.is_file():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        trainer.load_state_dict(state["trainer"])
+        ema.load_state_dict(state["ema"])
+        generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        log, start = state["log"], state["epoch"] + 1
+        progress(f"{name}: resumed after epoch {state['epoch']}")
+    for epoch in range(start, recipe.epochs + 1):
+        started = time.perf_counter()
+        lr = trainer.lr
+        desc = f"{name} epoch {epoch}/{recipe.epochs}"
+        loss = trainer.epoch(train, generator, desc)
+        entry: dict[str, Any] = {"epoch": epoch, "lr_start": round(lr, 7), "loss": round(loss, 4)}
+        if monitor is not None:
+            entry.update(monitor(model, epoch))
+            model.train()
+        entry["seconds"] = round(time.perf_counter() - started, 1)
+        log.append(entry)
+        progress(f"{desc}: {entry}")
+        snapshot = {
+            "trainer": trainer.state_dict(),
+            "ema": ema.state_dict(),
+            "generator": generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "log": log,
+            "epoch": epoch,
+        }
+        _save_atomic(checkpoint, lambda p, s=snapshot: torch.save(s, p))  # type: ignore[misc]
+    return model, ema.module, log
+
+
 def train_fold(
     items: Sequence[LabelledImage],
     folds: npt.NDArray[np.int64],
@@ -72,56 +125,37 @@ def train_fold(
     checkpoint = work_dir / f"fold{fold}.checkpoint.pt"
     train_idx = [int(i) for i in np.flatnonzero(folds != fold)]
     held_idx = [int(i) for i in np.flatnonzero(folds == fold)]
-    generator = seed_everything(recipe.seed + fold, recipe.threads)
+    seed_everything(recipe.seed + fold, recipe.threads)
     train_images = cache_train_images([items[i].path for i in train_idx], recipe.cache_edge)
     train_labels = torch.tensor([items[i].label for i in train_idx], dtype=torch.long)
     held_images = cache_eval_images([items[i].path for i in held_idx], recipe.imgsz)
     held_labels = np.asarray([items[i].label for i in held_idx], dtype=np.int64)
 
-    model = build_model(len(classes), recipe).to(memory_format=torch.channels_last)
-    trainer = EpochTrainer(model, recipe, len(train_images))
-    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
-    trainer.after_step = lambda: ema.update_parameters(model)
-    log: list[dict[str, Any]] = []
-    start = 1
-    if checkpoint.is_file():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        trainer.load_state_dict(state["trainer"])
-        ema.load_state_dict(state["ema"])
-        generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        log, start = state["log"], state["epoch"] + 1
-        progress(f"fold {fold}: resumed after epoch {state['epoch']}")
-    for epoch in range(start, recipe.epochs + 1):
-        started = time.perf_counter()
-        lr = trainer.lr
-        desc = f"fold {fold} epoch {epoch}/{recipe.epochs}"
-        loss = trainer.epoch((train_images, train_labels), generator, desc)
-        entry: dict[str, Any] = {"epoch": epoch, "lr_start": round(lr, 7), "loss": round(loss, 4)}
-        if epoch >= monitor_from:  # recorded for the CV learning curve, never used to select
-            logits, _ = logits_and_features(model, held_images)
-            metrics = classification_metrics(_softmax(logits), held_labels, classes)
-            entry.update(held_top1=metrics["top1"], held_macro_f1=metrics["macro_f1"])
-            model.train()
-        entry["seconds"] = round(time.perf_counter() - started, 1)
-        log.append(entry)
-        progress(f"{desc}: {entry}")
-        snapshot = {
-            "trainer": trainer.state_dict(),
-            "ema": ema.state_dict(),
-            "generator": generator.get_state(),
-            "torch_rng": torch.get_rng_state(),
-            "log": log,
-            "epoch": epoch,
-        }
-        _save_atomic(checkpoint, lambda p, s=snapshot: torch.save(s, p))  # type: ignore[misc]
+    def monitor(model: nn.Module, epoch: int) -> dict[str, Any]:
+        """Held-out figures of the last epochs: the CV learning curve, never used to select."""
+        if epoch < monitor_from:
+            return {}
+        logits, _ = logits_and_features(model, held_images)
+        metrics = classification_metrics(_softmax(logits), held_labels, classes)
+        return {"held_top1": metrics["top1"], "held_macro_f1": metrics["macro_f1"]}
 
+    model, ema_model, log = train_fixed_schedule(
+        (train_images, train_labels),
+        recipe,
+        classes,
+        ema_decay,
+        checkpoint,
+        recipe.seed + fold,
+        f"fold {fold}",
+        monitor,
+        progress,
+    )
     arrays: dict[str, npt.NDArray[Any]] = {
         "held_index": np.asarray(held_idx, dtype=np.int64),
         "train_index": np.asarray(train_idx, dtype=np.int64),
     }
     train_eval = cache_eval_images([items[i].path for i in train_idx], recipe.imgsz)
-    for tag, net in (("last", model), ("ema", ema.module)):
+    for tag, net in (("last", model), ("ema", ema_model)):
         logits, features = logits_and_features(net, held_images)
         flipped, _ = logits_and_features(net, held_images.flip(-1))
         arrays[f"{tag}_logits"], arrays[f"{tag}_features"] = logits, features
@@ -130,7 +164,7 @@ def train_fold(
         metrics = classification_metrics(_softmax(logits), held_labels, classes)
         progress(f"fold {fold} {tag}: held-out macro-F1 {metrics['macro_f1']:.4f}")
     torch.save(model.state_dict(), work_dir / f"fold{fold}.last.pt")
-    torch.save(ema.module.state_dict(), work_dir / f"fold{fold}.ema.pt")
+    torch.save(ema_model.state_dict(), work_dir / f"fold{fold}.ema.pt")
     (work_dir / f"fold{fold}.log.json").write_text(json.dumps(log, indent=1))
     _save_atomic(result, lambda p: _write_npz(p, arrays))
     checkpoint.unlink(missing_ok=True)

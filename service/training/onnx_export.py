@@ -44,13 +44,38 @@ class LogitsAndFeatures(nn.Module):
         return logits, features
 
 
-def export_onnx(model: nn.Module, path: Path, imgsz: int, with_features: bool = False) -> None:
+class FlipAveraged(nn.Module):
+    """Flip test-time augmentation inside the graph: the mean of the logits of the image and of
+    its mirror image; the features (when the wrapped graph has them) are the plain image's."""
+
+    def __init__(self, graph: nn.Module, with_features: bool) -> None:
+        super().__init__()
+        self.graph, self.with_features = graph, with_features
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        plain, mirrored = self.graph(images), self.graph(torch.flip(images, dims=[3]))
+        if not self.with_features:
+            averaged: torch.Tensor = (plain + mirrored) / 2
+            return averaged
+        return (plain[0] + mirrored[0]) / 2, plain[1]
+
+
+def serving_graph(model: nn.Module, with_features: bool, flip_tta: bool) -> nn.Module:
+    """What the ONNX file computes: the model, with features and/or flip averaging."""
+    graph: nn.Module = LogitsAndFeatures(model).eval() if with_features else model
+    return FlipAveraged(graph, with_features).eval() if flip_tta else graph
+
+
+def export_onnx(
+    model: nn.Module, path: Path, imgsz: int, with_features: bool = False, flip_tta: bool = False
+) -> None:
     """Write `model` (eval mode, NCHW float input) as ONNX with a dynamic batch axis.
 
-    Output 0 is always `logits`; `with_features` adds output 1, `features` (see module doc).
+    Output 0 is always `logits`; `with_features` adds output 1, `features` (see module doc);
+    `flip_tta` averages the logits of each image and its mirror image (`FlipAveraged`).
     """
     model.eval()
-    graph: nn.Module = LogitsAndFeatures(model).eval() if with_features else model
+    graph = serving_graph(model, with_features, flip_tta)
     outputs = [OUTPUT_NAME, FEATURES_NAME] if with_features else [OUTPUT_NAME]
     dummy = torch.zeros(2, 3, imgsz, imgsz)
     with warnings.catch_warnings():
@@ -70,12 +95,17 @@ def export_onnx(model: nn.Module, path: Path, imgsz: int, with_features: bool = 
 
 
 def onnx_parity(
-    model: nn.Module, path: Path, images: torch.Tensor, tolerance: float = 1e-4
+    model: nn.Module,
+    path: Path,
+    images: torch.Tensor,
+    tolerance: float = 1e-4,
+    flip_tta: bool = False,
 ) -> float:
     """Max |torch − onnxruntime| over the logits of `images`; raises above `tolerance`."""
     model.eval()
+    graph = serving_graph(model, False, flip_tta)
     with torch.no_grad():
-        expected = model(images.contiguous()).numpy()
+        expected = graph(images.contiguous()).numpy()
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     actual = session.run([OUTPUT_NAME], {INPUT_NAME: images.numpy().astype(np.float32)})[0]
     diff = float(np.max(np.abs(expected - actual)))

@@ -47,10 +47,13 @@ def ship_model(
     extra_files: dict[str, str] | None = None,
     training_log: dict[str, Any] | None = None,
     progress: Callable[[str], None] = print,
+    evaluate_on_val: bool = True,
 ) -> dict[str, Any]:
     """Write `out_dir/<name>.json` for `out_dir/<name>.onnx`, with calibrated val metrics.
 
     `outputs` names the graph's outputs when it has more than the classifier's (e.g. features).
+    Without `evaluate_on_val` (a model trained on val too) the card has no metrics or
+    calibration: the caller adds its cross-validated ones.
     """
     classes = tuple(sorted(p.name for p in (data / "train").iterdir() if p.is_dir()))
     onnx_path = out_dir / f"{name}.onnx"
@@ -81,6 +84,8 @@ def ship_model(
         card["training"]["log"] = training_log
     card_path = out_dir / f"{name}.json"
     write_card(card_path, card)
+    if not evaluate_on_val:
+        return card
 
     classifier = OnnxClassifier(ModelCard.load(card_path))
     val = list_labelled_images(data / "val", classes, find_manifest(data))

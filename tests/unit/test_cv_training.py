@@ -123,3 +123,53 @@ def test_fit_reports_cross_fitted_figures(cv_run: dict[str, Any]) -> None:
     assert {"dwv__nema-vl2_j2kr", "chest_xray_like", "screenshot"} <= set(gate["negatives"])
     assert all(len(v["verdicts"]) == 2 for v in gate["negatives"].values())
     assert 0 <= report["triage"]["threshold"] <= 0.5
+
+
+@pytest.mark.slow
+def test_the_final_model_ships_with_the_oof_thresholds(cv_run: dict[str, Any]) -> None:
+    from service.images import load_rgb
+    from service.pipeline.classifier import OnnxClassifier
+    from service.pipeline.gate_config import GateConfig
+    from service.pipeline.model_card import ModelCard
+    from service.pipeline.screening import Screener
+    from service.training import cv_final
+
+    report = cv_fit.fit_all(
+        cv_run["oof"], cv_run["work"], cv_run["data"], cv_run["shared"], GatePercentiles()
+    )
+    report["chosen"] = "ema+flip"  # exercise the EMA weights and the flip averaging in the graph
+    models = cv_run["work"].parent / "shipped"
+    models.mkdir()
+    model, log, images = cv_final.train_final(
+        cv_run["data"], cv_run["work"] / "final", RECIPE, report["chosen"]
+    )
+    card = cv_final.ship_final(
+        model, log, images, cv_run["data"], models, "tiny-final", "2.0.0", RECIPE, report
+    )
+    assert [e["epoch"] for e in log] == [1, 2]
+    assert card["metrics"]["cross_validated"]["variant"] == "ema+flip"
+    assert "val" not in card["metrics"]  # val is training data now: only CV figures
+    assert card["calibration"]["temperature"] == report["temperature"]
+    loaded = ModelCard.load(models / "tiny-final.json")
+    classifier = OnnxClassifier(loaded)
+    photos = [load_rgb(item.path) for item in cv_run["items"][:3]]
+    logits, features = classifier.forward(photos)
+    with torch.no_grad():
+        plain, mirrored = model(images[:3]), model(images[:3].flip(-1))
+    np.testing.assert_allclose(logits, ((plain + mirrored) / 2).numpy(), atol=1e-4)
+    assert features is not None and features.shape == (3, 1280)
+    config = GateConfig.load(models)
+    feature = config.features["effnet"]
+    assert feature.model_sha256 == loaded.onnx_sha256
+    assert feature.unusual_threshold is not None
+    assert feature.unusual_threshold <= feature.soft_threshold <= feature.threshold
+    screener = Screener(classifier, config, 0.5, 0.1)
+    assert screener.features is not None
+    assert screener.conformal_threshold == report["conformal"]["threshold"]
+    assert screener.malignancy_threshold == report["triage"]["threshold"]
+    gate, classification = screener.screen(photos[0])
+    assert classification.prediction_set and classification.prediction_set[0] == (
+        classification.label
+    )
+    several = len(classification.prediction_set) > 1
+    assert gate.status == "rejected" or several == ("several_conditions" in gate.reasons)

@@ -1,0 +1,231 @@
+"""Train the shipped EfficientNet on every photo with the CV-chosen settings, and ship it with
+every threshold fitted on the out-of-fold predictions.
+
+`python -m service.training.cv_final [--name skinscreen-efficientnet-lite0] [--version 2.0.0]`
+
+Reads `models/cv/<name>.cv.json` (`cv_fit`): the chosen weight variant (last epoch or EMA,
+with or without flip test-time augmentation, which is then built into the ONNX graph), the
+temperature, the conformal threshold, the gate v2 feature thresholds and the malignancy
+threshold, all fitted on OOF predictions. The model trains on skin6 train + val (2,026 photos)
+for the recipe's fixed epochs (resumable). Its card carries the CV figures with intervals — the
+shipped weights have no held-out photos left, the CV figures are the estimate — and
+`gate.json`, `triage.json` and the feature-distance artefact are updated for its sha256.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from service.evaluation.dataset import file_sha256
+from service.pipeline.domain import CLASSES
+from service.pipeline.feature_ood import fit_feature_distance
+from service.pipeline.gate_config import FeatureThreshold, GateConfig, OodThreshold
+from service.pipeline.model_card import ModelCard, write_card
+from service.pipeline.triage_config import ConformalThreshold, MalignancyThreshold, TriageConfig
+from service.settings import Settings
+from service.training.cv import CV_RECIPE, DEFAULT_NAME, EMA_DECAY, all_photos
+from service.training.cv_fold import logits_and_features, train_fixed_schedule
+from service.training.effnet_data import cache_eval_images, cache_train_images
+from service.training.effnet_fit import seed_everything
+from service.training.effnet_model import ARCH, IMAGENET_MEAN, IMAGENET_STD, EffnetRecipe
+from service.training.onnx_export import FEATURES_NAME, OUTPUT_NAME, export_onnx, onnx_parity
+from service.training.shipping import ship_model
+
+OOF_NOTE = "5-fold photo-group cross-validation over skin6 train + val (out-of-fold)"
+
+
+def train_final(
+    data: Path, work_dir: Path, recipe: EffnetRecipe, variant: str
+) -> tuple[torch.nn.Module, list[dict[str, Any]], torch.Tensor]:
+    """The chosen weights trained on every photo; the log; the photos as the service sees them."""
+    items = all_photos(data)
+    seed_everything(recipe.seed, recipe.threads)
+    images = cache_train_images([i.path for i in items], recipe.cache_edge)
+    labels = torch.tensor([i.label for i in items], dtype=torch.long)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    model, ema_model, log = train_fixed_schedule(
+        (images, labels),
+        recipe,
+        CLASSES,
+        EMA_DECAY,
+        work_dir / "final.checkpoint.pt",
+        recipe.seed,
+        "final",
+    )
+    chosen = ema_model if variant.split("+")[0] == "ema" else model
+    return chosen.eval(), log, cache_eval_images([i.path for i in items], recipe.imgsz)
+
+
+def ship_final(
+    model: torch.nn.Module,
+    log: list[dict[str, Any]],
+    eval_images: torch.Tensor,
+    data: Path,
+    models_dir: Path,
+    name: str,
+    version: str,
+    recipe: EffnetRecipe,
+    report: dict[str, Any],
+) -> dict[str, Any]:
+    """Export, write the card with the CV figures, and refit the gate/triage files for it."""
+    variant = report["chosen"]
+    flip = variant.endswith("+flip")
+    torch.save(model.state_dict(), models_dir / f"{name}.pt")
+    onnx_path = models_dir / f"{name}.onnx"
+    export_onnx(model, onnx_path, recipe.imgsz, with_features=True, flip_tta=flip)
+    parity = onnx_parity(model, onnx_path, eval_images[:8], flip_tta=flip)
+    card = ship_model(
+        data=data,
+        out_dir=models_dir,
+        name=name,
+        version=version,
+        architecture=f"{ARCH} (ImageNet-pretrained, fine-tuned on all skin6 photos)"
+        + (", flip test-time augmentation in the graph" if flip else ""),
+        framework=f"torch {torch.__version__}",
+        imgsz=recipe.imgsz,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        output="logits",
+        outputs=(OUTPUT_NAME, FEATURES_NAME),
+        recipe={**asdict(recipe), "ema_decay": EMA_DECAY, "weights": variant},
+        extra_files={"pt": f"{name}.pt"},
+        training_log={"epochs": log, "onnx_max_abs_diff_vs_torch": parity},
+        evaluate_on_val=False,
+    )
+    figures = report["variants"][variant]
+    card["training"]["data"]["photos"] = "skin6 train + val (all 2,026 photos)"
+    card["calibration"] = {
+        "method": "temperature scaling fitted on the OOF logits of the CV (NLL)",
+        "temperature": report["temperature"],
+        "ece_15_oof_cross_fitted": figures["ece_15"],
+        "ece_15_oof_cross_fitted_ci95": figures["ece_15_ci95"],
+    }
+    card["metrics"] = {
+        "cross_validated": {
+            "protocol": OOF_NOTE,
+            "variant": variant,
+            **{k: v for k, v in figures.items() if k != "fold_temperatures"},
+            "variants": {
+                v: {k: f[k] for k in ("top1", "top1_ci95", "macro_f1", "macro_f1_ci95", "ece_15")}
+                for v, f in report["variants"].items()
+            },
+        },
+        "conformal": report["conformal"],
+        "gate": {k: v for k, v in report["gate"].items() if k != "negatives"},
+    }
+    card["created"] = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
+    write_card(models_dir / f"{name}.json", card)
+    _, features = logits_and_features(model, eval_images)
+    labels = np.asarray([i.label for i in all_photos(data)], dtype=np.int64)
+    _refit_configs(
+        models_dir, ModelCard.load(models_dir / f"{name}.json"), report, features, labels
+    )
+    return card
+
+
+def _refit_configs(
+    models_dir: Path,
+    card: ModelCard,
+    report: dict[str, Any],
+    features: np.ndarray[Any, Any],
+    labels: np.ndarray[Any, Any],
+) -> None:
+    """gate.json (feature + energy thresholds), triage.json and `<name>.ood.npz` for `card`;
+    the class means come from the shipped model's own features of every photo."""
+    model_sha = card.onnx_sha256
+    artefact = fit_feature_distance(features, labels).to_bytes()
+    artefact_name = f"{card.name}.ood.npz"
+    (models_dir / artefact_name).write_bytes(artefact)
+    gate = report["gate"]
+    fitted, percentiles = gate["fitted_on_all"], gate["percentiles"]
+    config = GateConfig.load(models_dir)
+    feature = FeatureThreshold(
+        threshold=round(fitted["reject"], 4),
+        soft_threshold=round(fitted["soft"], 4),
+        model_name=card.name,
+        model_sha256=model_sha,
+        features_sha256=model_sha,
+        artefact=artefact_name,
+        artefact_sha256=hashlib.sha256(artefact).hexdigest(),
+        percentile=percentiles["reject"],
+        soft_percentile=percentiles["soft"],
+        fitted_on=f"thresholds: OOF feature distances, {OOF_NOTE}; class means: all photos",
+        unusual_threshold=round(fitted["unusual"], 4),
+    )
+    energy = report["energy"]
+    ood = OodThreshold(
+        score="energy",
+        threshold=energy["threshold"],
+        soft_threshold=energy["soft_threshold"],
+        model_name=card.name,
+        model_sha256=model_sha,
+        percentile=energy["percentile"],
+        soft_percentile=energy["soft_percentile"],
+        fitted_on=f"OOF energy, {OOF_NOTE}",
+    )
+    backend = "effnet"
+    config = replace(
+        config,
+        ood={**config.ood, backend: ood},
+        features={**config.features, backend: feature},
+    )
+    config.save(models_dir)
+    triage = TriageConfig.load(models_dir)
+    cross = report["triage"]["cross_fitted"]
+    malignancy = MalignancyThreshold(
+        model_name=card.name,
+        model_sha256=model_sha,
+        threshold=report["triage"]["threshold"],
+        target_sensitivity=0.98,
+        fitted_on=f"calibrated OOF probabilities, {OOF_NOTE}",
+        cross_validated={"cross_fitted": cross},
+    )
+    conformal = ConformalThreshold(
+        model_name=card.name,
+        model_sha256=model_sha,
+        threshold=report["conformal"]["threshold"],
+        coverage_target=report["conformal"]["coverage_target"],
+        fitted_on=f"calibrated OOF probabilities, {OOF_NOTE}",
+        cross_validated={k: v for k, v in report["conformal"].items() if k not in ("threshold",)},
+    )
+    triage = replace(
+        triage,
+        thresholds={**triage.thresholds, backend: malignancy},
+        conformal={**triage.conformal, backend: conformal},
+    )
+    triage.save(models_dir)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--name", default=DEFAULT_NAME)
+    parser.add_argument("--version", default="2.0.0")
+    parser.add_argument("--data", type=Path, default=None)
+    parser.add_argument("--work-dir", type=Path, default=None)
+    parser.add_argument("--models-dir", type=Path, default=None)
+    args = parser.parse_args(argv)
+    settings = Settings()
+    models_dir = args.models_dir or settings.models_dir
+    data = args.data or settings.shared_dir / "data" / "skin6"
+    report = json.loads((models_dir / "cv" / f"{args.name}.cv.json").read_text())
+    recipe = EffnetRecipe(**report.get("recipe", asdict(CV_RECIPE)))
+    work_dir = args.work_dir or Path("build/cv") / args.name
+    model, log, images = train_final(data, work_dir / "final", recipe, report["chosen"])
+    card = ship_final(model, log, images, data, models_dir, args.name, args.version, recipe, report)
+    print(json.dumps({k: card[k] for k in ("name", "version", "weights")}, indent=1))
+    print(f"pt sha256 {file_sha256(models_dir / f'{args.name}.pt')}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
