@@ -121,6 +121,19 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from service.cli_commands import evaluate_dir
     from service.settings import get_settings
 
+    if args.cv is not None:
+        from service.evaluation.cv_report import format_cv_report
+
+        path = get_settings().models_dir / "cv" / f"{args.cv}.cv.json"
+        if not path.is_file():
+            print(f"skinscreen: no {path}: run `skinscreen train --cv 5` first", file=sys.stderr)
+            return 2
+        report = json.loads(path.read_text(encoding="utf-8"))
+        print(json.dumps(report, indent=2) if args.json else format_cv_report(report))
+        return 0
+    if args.dir is None:
+        print("skinscreen: evaluate needs a folder (or --cv)", file=sys.stderr)
+        return 2
     results = evaluate_dir(get_settings(), Path(args.dir), args.backend or [])
     print(json.dumps(results, indent=2, ensure_ascii=False))
     return 0
@@ -190,8 +203,19 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument("--backend", choices=["yolo", "effnet", "ensemble"], default=None)
     classify.set_defaults(func=_cmd_classify)
 
-    evaluate = sub.add_parser("evaluate", help="metrics on a folder-per-class image set")
-    evaluate.add_argument("dir")
+    evaluate = sub.add_parser(
+        "evaluate", help="metrics on a folder-per-class image set, or the CV report (--cv)"
+    )
+    evaluate.add_argument("dir", nargs="?", default=None)
+    evaluate.add_argument(
+        "--cv",
+        nargs="?",
+        const="skinscreen-efficientnet-lite0",
+        default=None,
+        metavar="NAME",
+        help="print the cross-validated figures of models/cv/NAME.cv.json (with intervals)",
+    )
+    evaluate.add_argument("--json", action="store_true", help="with --cv: the raw report")
     evaluate.add_argument(
         "--backend",
         action="append",

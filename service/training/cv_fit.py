@@ -30,6 +30,7 @@ from service.evaluation.cv_metrics import (
     figures,
     softmax,
 )
+from service.evaluation.metrics import group_metrics
 from service.evaluation.triage_cv import Predictions, cross_fit, fit_threshold
 from service.images import load_rgb
 from service.pipeline.conformal import conformal_threshold
@@ -93,6 +94,9 @@ def fit_all(
     logits = variants(oof)[best]
     view = Oof(logits, labels, groups, folds)
     probs, _ = cross_fitted_temperature(view)
+    by_group = group_metrics(probs, labels, groups, CLASSES)
+    by_group.pop("per_group")
+    report["variants"][best]["by_photo_group"] = by_group
     temperature = fit_temperature(logits, labels)
     conformal = cross_fitted_conformal(probs, view, ALPHA)
     members = conformal.pop("members")

@@ -15,6 +15,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="training needs the `train` extra")
 pytest.importorskip("efficientnet_lite_pytorch", reason="training needs the `train` extra")
 
+from service.evaluation.cv_report import format_cv_report  # noqa: E402
 from service.training import cv, cv_fit  # noqa: E402
 from service.training.cv_fold import train_fold  # noqa: E402
 from service.training.cv_gate import GatePercentiles  # noqa: E402
@@ -123,6 +124,12 @@ def test_fit_reports_cross_fitted_figures(cv_run: dict[str, Any]) -> None:
     assert {"dwv__nema-vl2_j2kr", "chest_xray_like", "screenshot"} <= set(gate["negatives"])
     assert all(len(v["verdicts"]) == 2 for v in gate["negatives"].values())
     assert 0 <= report["triage"]["threshold"] <= 0.5
+    assert report["variants"][report["chosen"]]["by_photo_group"]["groups"] == len(
+        cv_run["items"]
+    )
+    text = format_cv_report(json.loads(json.dumps(report)))
+    for needle in ("<- chosen", "conformal sets", "gate v2", "triage", *cv.CLASSES):
+        assert needle in text
 
 
 @pytest.mark.slow
