@@ -124,9 +124,7 @@ def test_fit_reports_cross_fitted_figures(cv_run: dict[str, Any]) -> None:
     assert {"dwv__nema-vl2_j2kr", "chest_xray_like", "screenshot"} <= set(gate["negatives"])
     assert all(len(v["verdicts"]) == 2 for v in gate["negatives"].values())
     assert 0 <= report["triage"]["threshold"] <= 0.5
-    assert report["variants"][report["chosen"]]["by_photo_group"]["groups"] == len(
-        cv_run["items"]
-    )
+    assert report["variants"][report["chosen"]]["by_photo_group"]["groups"] == len(cv_run["items"])
     text = format_cv_report(json.loads(json.dumps(report)))
     for needle in ("<- chosen", "conformal sets", "gate v2", "triage", *cv.CLASSES):
         assert needle in text
@@ -180,3 +178,23 @@ def test_the_final_model_ships_with_the_oof_thresholds(cv_run: dict[str, Any]) -
     )
     several = len(classification.prediction_set) > 1
     assert gate.status == "rejected" or several == ("several_conditions" in gate.reasons)
+    # the ensemble card and its gate entries follow the new member; its v1 figures are dropped
+    import hashlib
+    import shutil
+
+    from service.pipeline.backends import ENSEMBLE_CARD
+
+    shipped_models = Path(__file__).resolve().parents[2] / "models"
+    shutil.copy(shipped_models / ENSEMBLE_CARD, models / ENSEMBLE_CARD)
+    old = GateConfig.load(shipped_models)
+    GateConfig(old.quality, old.ood, {**config.features}, models).save(models)
+    assert cv_final.relink_ensemble(models, loaded)
+    ensemble = json.loads((models / ENSEMBLE_CARD).read_text())
+    yolo_sha = next(m["onnx_sha256"] for m in ensemble["members"] if m["backend"] == "yolo")
+    digest = hashlib.sha256((yolo_sha + loaded.onnx_sha256).encode()).hexdigest()
+    assert ensemble["sha256"] == digest and "val" not in ensemble["metrics"]
+    assert ensemble["calibration"]["temperature"] == 1.0
+    relinked = GateConfig.load(models)
+    assert relinked.features["ensemble"].model_sha256 == digest
+    assert relinked.features["ensemble"].threshold == feature.threshold
+    assert relinked.ood["ensemble"].model_sha256 == digest
