@@ -13,6 +13,7 @@ from typing import Any
 
 from service.training.offline import prepare_offline_ultralytics
 from service.training.shipping import ship_model
+from service.training.yolo_distil import DistilRecipe, distil_trainer, strip_criterion
 
 
 @dataclass(frozen=True)
@@ -44,14 +45,32 @@ class YoloRecipe:
 
 
 def train_yolo(
-    data: Path, out_dir: Path, name: str, recipe: YoloRecipe, work_dir: Path, version: str
+    data: Path,
+    out_dir: Path,
+    name: str,
+    recipe: YoloRecipe,
+    work_dir: Path,
+    version: str,
+    teacher: Any = None,
+    distil: DistilRecipe | None = None,
+    keep: str = "best",
+    evaluate_on_val: bool = True,
 ) -> dict[str, Any]:
-    """Train, export to ONNX, evaluate on `data/val`, and write `out_dir/<name>.{pt,onnx,json}`."""
+    """Train, export to ONNX, evaluate on `data/val`, and write `out_dir/<name>.{pt,onnx,json}`.
+
+    With a `teacher` (a torch classifier taking ImageNet-normalised images) the student is
+    distilled from it (`yolo_distil`). `keep="last"` ships the last epoch instead of the one
+    Ultralytics picked on `data/val` (for CV folds, where val is the held-out fold).
+    """
     prepare_offline_ultralytics(work_dir / "ultralytics-config")
     from ultralytics import YOLO  # type: ignore[attr-defined]
 
     model = YOLO(f"{recipe.arch}.yaml", task="classify")
+    extra: dict[str, Any] = {}
+    if teacher is not None:
+        extra["trainer"] = distil_trainer(teacher, distil or DistilRecipe())
     model.train(
+        **extra,
         data=str(data),
         epochs=recipe.epochs,
         imgsz=recipe.imgsz,
@@ -82,7 +101,9 @@ def train_yolo(
         verbose=True,
     )
     trainer: Any = model.trainer  # set by train(); where Ultralytics really saved the run
-    best = Path(trainer.save_dir) / "weights" / "best.pt"
+    best = Path(trainer.save_dir) / "weights" / f"{keep}.pt"
+    if teacher is not None:
+        strip_criterion(best)
     onnx_file = Path(
         YOLO(str(best), task="classify").export(format="onnx", imgsz=recipe.imgsz, dynamic=True)
     )
@@ -102,6 +123,11 @@ def train_yolo(
         mean=(0.0, 0.0, 0.0),
         std=(1.0, 1.0, 1.0),
         output="probabilities",
-        recipe=asdict(recipe),
+        recipe={
+            **asdict(recipe),
+            "weights": keep,
+            **({"distillation": asdict(distil or DistilRecipe())} if teacher is not None else {}),
+        },
         extra_files={"pt": f"{name}.pt"},
+        evaluate_on_val=evaluate_on_val,
     )
