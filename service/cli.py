@@ -34,9 +34,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_train_cv(args: argparse.Namespace) -> int:
     from service.training import cv, cv_fit
 
-    if not args.arch.startswith("efficientnet"):
-        print("skinscreen: --cv runs the EfficientNet recipe (--arch efficientnet-lite0)")
-        return 2
+    if args.arch.startswith("yolo"):
+        from service.training import yolo_cv
+
+        # distilled from the EfficientNet CV's fold models, on the same folds
+        argv = ["--data", args.data, "--arch", args.arch, "--models-dir", args.out]
+        if args.epochs is not None:
+            argv += ["--epochs", str(args.epochs)]
+        return yolo_cv.main(argv)
     name = args.name or cv.DEFAULT_NAME
     argv = ["--data", args.data, "--k", str(args.cv), "--name", name, "--out", f"{args.out}/cv"]
     argv += ["--work-dir", f"{args.work_dir}/cv/{name}"]
@@ -254,8 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         metavar="K",
-        help="photo-group K-fold cross-validation of the EfficientNet recipe over train + val "
-        "(resumable; writes models/cv/<name>.oof.npz and .cv.json) instead of shipping a model",
+        help="photo-group K-fold cross-validation over train + val instead of shipping a model "
+        "(resumable; writes models/cv/<name>.oof.npz and .cv.json): the EfficientNet recipe, "
+        "or with --arch yolov8n-cls|yolov8s-cls the student distilled from its fold models",
     )
     train.set_defaults(func=_cmd_train)
     return parser

@@ -198,3 +198,30 @@ def test_the_final_model_ships_with_the_oof_thresholds(cv_run: dict[str, Any]) -
     assert relinked.features["ensemble"].model_sha256 == digest
     assert relinked.features["ensemble"].threshold == feature.threshold
     assert relinked.ood["ensemble"].model_sha256 == digest
+
+
+@pytest.mark.slow
+def test_yolo_students_are_cross_validated_on_the_teachers_folds(cv_run: dict[str, Any]) -> None:
+    pytest.importorskip("ultralytics", reason="training needs the `train` extra")
+    from service.training.yolo import YoloRecipe
+    from service.training.yolo_cv import judge, run_yolo_cv
+    from service.training.yolo_distil import DistilRecipe
+
+    work = cv_run["work"].parent / "yolo-cv"
+    out = cv_run["work"].parent / "models" / "student.oof.npz"
+    recipe = YoloRecipe(epochs=1, imgsz=32, batch=4)
+    run_yolo_cv(cv_run["data"], cv_run["work"], work, out, recipe, DistilRecipe(), "ema", 64)
+    with np.load(out) as oof:
+        assert oof["last_logits"].shape == (len(cv_run["items"]), 6)
+        assert (oof["folds"] == cv_run["folds"]).all()
+        assert np.isfinite(oof["last_logits"]).all() and (oof["last_logits"] != 0).any(axis=1).all()
+    # the fold's student never saw its held-out photos: val of fold k is fold k
+    val = {p.name for p in (work / "fold0-data" / "val").rglob("*.jpg")}
+    train = {p.name for p in (work / "fold0-data" / "train").rglob("*.jpg")}
+    assert val and train and not val & train
+    in_fold0 = {
+        item.path.name for item, k in zip(cv_run["items"], cv_run["folds"], strict=True) if k == 0
+    }
+    assert val == in_fold0
+    result = judge(out, None)
+    assert 0 <= result["macro_f1"] <= 1 and len(result["fold_temperatures"]) == 2
