@@ -40,7 +40,13 @@ from service.pipeline.quality import measure
 from service.settings import Settings
 from service.training.cv import DEFAULT_NAME
 from service.training.cv_fold import TAGS
-from service.training.cv_gate import GatePercentiles, cross_fitted_gate, fit_distances, judge
+from service.training.cv_gate import (
+    GatePercentiles,
+    cross_fitted_gate,
+    fit_distances,
+    judge,
+    wilson_interval,
+)
 from service.training.cv_negatives import negative_images
 from service.training.triage_threshold import BUDGET, TARGET
 
@@ -147,6 +153,26 @@ def fit_all(
     gate["negatives_accepted"] = sorted(
         n for n, v in per_negative.items() if "passed" in v["verdicts"]
     )
+    judged = [v for verdicts in (p["verdicts"] for p in per_negative.values()) for v in verdicts]
+    accepted = sum(v == "passed" for v in judged)
+    gate["negative_false_acceptance"] = {
+        "judgements": len(judged),
+        "accepted": accepted,
+        "held_back_as_unusual": sum(v == "unusual" for v in judged),
+        "share_ci95": wilson_interval(accepted, len(judged)),
+        "per_kind": {
+            kind: wilson_interval(
+                sum(
+                    v == "passed"
+                    for p in per_negative.values()
+                    if p["kind"] == kind
+                    for v in p["verdicts"]
+                ),
+                sum(len(p["verdicts"]) for p in per_negative.values() if p["kind"] == kind),
+            )
+            for kind in sorted({p["kind"] for p in per_negative.values()})
+        },
+    }
     report["gate"] = gate
     print(f"gate: {json.dumps({k: v for k, v in gate.items() if k != 'negatives'})}")
     for n, v in per_negative.items():

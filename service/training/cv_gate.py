@@ -10,7 +10,7 @@ share reported is cross-fitted: each fold is judged with percentiles taken on th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,6 +91,20 @@ def judge(
     return verdicts
 
 
+def _share(flags: npt.NDArray[np.bool_]) -> Callable[[npt.NDArray[np.int64]], float]:
+    return lambda i: float(flags[i].mean())
+
+
+def wilson_interval(hits: int, n: int, z: float = 1.96) -> list[float]:
+    """95 % Wilson score interval of a proportion (sound at 0 or n hits, unlike Wald's)."""
+    if n == 0:
+        return [0.0, 1.0]
+    p = hits / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return [round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4)]
+
+
 def cross_fitted_gate(
     measurements: Sequence[dict[str, float]],
     distances: FloatArray,
@@ -126,6 +140,14 @@ def cross_fitted_gate(
         "rejection_reasons": reasons,
         "skin_rejected_per_class": {
             name: round(float(rejected[labels == c].mean()), 4) for c, name in enumerate(classes)
+        },
+        "skin_rejected_per_class_ci95": {
+            name: group_bootstrap(
+                [g for g, lbl in zip(groups, labels, strict=True) if lbl == c],
+                _share(rejected[labels == c]),
+                draws=500,
+            )
+            for c, name in enumerate(classes)
         },
         "skin_unusual_per_class": {
             name: round(float(unusual[labels == c].mean()), 4) for c, name in enumerate(classes)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -15,14 +14,9 @@ from service.pipeline.classifier import OnnxClassifier
 def test_train_export_and_card(skin6_dir: Path, tmp_path: Path) -> None:
     pytest.importorskip("ultralytics", reason="training needs the `train` extra")
     from service.training.yolo import YoloRecipe, train_yolo
+    from tests.support.training_data import tiny_dataset
 
-    data = tmp_path / "data"
-    for split in ("train", "val"):
-        for class_dir in sorted((skin6_dir / split).iterdir()):
-            target = data / split / class_dir.name
-            target.mkdir(parents=True)
-            for image in sorted(class_dir.glob("*.jpg"))[:2]:
-                shutil.copyfile(image, target / image.name)
+    data = tiny_dataset(skin6_dir, tmp_path / "data")  # 2 train + 2 val photos per class
     recipe = YoloRecipe(epochs=1, imgsz=32, batch=4)
     out = tmp_path / "models"
     card = train_yolo(data, out, "smoke", recipe, tmp_path / "work", version="0.0.1")
@@ -82,14 +76,9 @@ def test_distilled_student_trains_and_ships_as_plain_ultralytics(
     from service.training.effnet_model import EffnetRecipe, build_model
     from service.training.yolo import YoloRecipe, train_yolo
     from service.training.yolo_distil import DistilRecipe
+    from tests.support.training_data import tiny_dataset
 
-    data = tmp_path / "data"
-    for split in ("train", "val"):
-        for class_dir in sorted((skin6_dir / split).iterdir()):
-            target = data / split / class_dir.name
-            target.mkdir(parents=True)
-            for image in sorted(class_dir.glob("*.jpg"))[:2]:
-                shutil.copyfile(image, target / image.name)
+    data = tiny_dataset(skin6_dir, tmp_path / "data")  # 2 train + 2 val photos per class
 
     class Counting(torch.nn.Module):
         def __init__(self) -> None:
