@@ -8,6 +8,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+TRAIN_WORK_DIR = "build/train"
+
 
 def _cmd_train(args: argparse.Namespace) -> int:
     if args.cv is not None:
@@ -43,14 +45,16 @@ def _cmd_train_cv(args: argparse.Namespace) -> int:
             argv += ["--epochs", str(args.epochs)]
         return yolo_cv.main(argv)
     name = args.name or cv.DEFAULT_NAME
+    # the same work dir as `python -m service.training.cv` (cv_final and yolo_cv read it)
+    work = f"build/cv/{name}" if args.work_dir == TRAIN_WORK_DIR else f"{args.work_dir}/{name}"
     argv = ["--data", args.data, "--k", str(args.cv), "--name", name, "--out", f"{args.out}/cv"]
-    argv += ["--work-dir", f"{args.work_dir}/cv/{name}"]
+    argv += ["--work-dir", work]
     if args.epochs is not None:
         argv += ["--epochs", str(args.epochs)]
     if cv.main(argv) != 0:
         return 1
     oof = f"{args.out}/cv/{name}.oof.npz"
-    return cv_fit.main(["--oof", oof, "--work-dir", f"{args.work_dir}/cv/{name}"])
+    return cv_fit.main(["--oof", oof, "--work-dir", work, "--data", args.data])
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -253,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--name", default=None, help="model name (file stem in --out)")
     train.add_argument("--version", default="1.0.0")
     train.add_argument("--out", default="models")
-    train.add_argument("--work-dir", default="build/train")
+    train.add_argument("--work-dir", default=TRAIN_WORK_DIR)
     train.add_argument(
         "--cv",
         type=int,

@@ -134,15 +134,19 @@ def set_members(probs: FloatArray, threshold: float) -> npt.NDArray[np.bool_]:
     return members
 
 
-def cross_fitted_conformal(probs: FloatArray, oof: Oof, alpha: float) -> dict[str, Any]:
-    """Coverage and set sizes on each fold with q̂ fitted on the others (calibrated probs)."""
-    members = np.zeros_like(probs, dtype=bool)
+def cross_fitted_conformal(oof: Oof, alpha: float) -> dict[str, Any]:
+    """Coverage and set sizes on each fold with the temperature and q̂ both fitted on the other
+    folds only (nothing of the judged fold enters either)."""
+    members = np.zeros(oof.logits.shape, dtype=bool)
+    probs = np.zeros(oof.logits.shape, dtype=np.float64)
     thresholds = []
-    true_p = probs[np.arange(len(probs)), oof.labels]
     for fold in range(oof.k):
         held = oof.folds == fold
-        q = conformal_threshold(true_p[~held], alpha)
+        t = fit_temperature(oof.logits[~held], oof.labels[~held])
+        rest = softmax(oof.logits[~held], t)
+        q = conformal_threshold(rest[np.arange(len(rest)), oof.labels[~held]], alpha)
         thresholds.append(round(q, 6))
+        probs[held] = softmax(oof.logits[held], t)
         members[held] = set_members(probs[held], q)
     covered = members[np.arange(len(probs)), oof.labels]
     sizes = members.sum(axis=1)
@@ -158,7 +162,8 @@ def cross_fitted_conformal(probs: FloatArray, oof: Oof, alpha: float) -> dict[st
             round(float(top_right[sizes == 1].mean()), 4) if (sizes == 1).any() else None
         ),
         "coverage_per_class": {
-            str(c): round(float(covered[oof.labels == c].mean()), 4) for c in range(probs.shape[1])
+            str(c): round(float(covered[oof.labels == c].mean()), 4)
+            for c in range(oof.logits.shape[-1])
         },
         "members": members,
     }

@@ -2,8 +2,10 @@
 
 Score: 1 − p(class) (the "least ambiguous set-valued classifier", Sadinle et al. 2019). The
 threshold q̂ is the ⌈(n+1)(1−α)⌉-th smallest score of the true class over n out-of-fold
-photos (`service.training.cv_fit`), so a new photo's true class is in its set with probability
-≥ 1 − α when it comes from the same source. The set always holds the top class; a set of more
+photos (`service.training.cv_fit`). For exchangeable photos scored by the model that made the
+scores, the true class is in the set with probability ≥ 1 − α, marginally (not per class). The
+shipped model is trained on all those photos, so its coverage is an estimate (the cross-fitted
+coverage in `triage.json`), not a guarantee. The set always holds the top class; a set of more
 than one class makes the result `inconclusive` (`several_conditions`) and names the set.
 """
 

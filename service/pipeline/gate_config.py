@@ -107,6 +107,9 @@ class FeatureThreshold:
     fitted_on: str = "val"
     #: Above this (but not rejected) the image is `inconclusive` with `unusual_image`.
     unusual_threshold: float | None = None
+    #: The same for an image with few skin-toned pixels (a lower bar: such photos used to be
+    #: rejected from here, so they are at least held back).
+    unusual_few_skin_threshold: float | None = None
 
 
 @dataclass(frozen=True)

@@ -53,9 +53,10 @@ def unfamiliarity(
 
     Clear: too few skin-toned pixels or noise-like, or unfamiliar to the model beyond its
     threshold, or beyond its soft threshold with few skin-toned pixels. Marginal: beyond the
-    `unusual_threshold` only. Unfamiliar: a feature distance when the model has calibrated
-    features (they supersede the logit score, which alone lets teeth and endoscopy photos through
-    and, added on top, only rejects more real skin photos), else a logit score.
+    `unusual_threshold` only (or, with few skin-toned pixels, `unusual_few_skin_threshold`).
+    Unfamiliar: a feature distance when the model has calibrated features (they supersede the
+    logit score, which alone lets teeth and endoscopy photos through and, added on top, only
+    rejects more real skin photos), else a logit score.
     """
     skin_fraction = m["skin_fraction"]
     if skin_fraction < q.min_skin_fraction or m["noise_ratio"] > q.max_noise_ratio:
@@ -64,8 +65,8 @@ def unfamiliarity(
     if feature is not None and distance is not None:
         if distance > feature.threshold or (few_skin and distance > feature.soft_threshold):
             return "clear"
-        unusual = feature.unusual_threshold
-        return "marginal" if unusual is not None and distance > unusual else None
+        bars = (feature.unusual_threshold, feature.unusual_few_skin_threshold if few_skin else None)
+        return "marginal" if any(b is not None and distance > b for b in bars) else None
     if ood is None or score is None:
         return None
     if score < ood.threshold or (few_skin and score < ood.soft_threshold):

@@ -66,6 +66,8 @@ class TriageConfig:
         for entry in self.conformal.values():
             if entry.model_sha256 == model.sha256:
                 return entry.threshold
+        if self.conformal:  # fitted for other weights: say so, the sets are off for this model
+            log.warning("triage.conformal_unfitted", model=model.name)
         return None
 
     def threshold_for(self, model: ModelInfo) -> float:

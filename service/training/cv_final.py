@@ -54,12 +54,17 @@ def train_final(
     images = cache_train_images([i.path for i in items], recipe.cache_edge)
     labels = torch.tensor([i.label for i in items], dtype=torch.long)
     work_dir.mkdir(parents=True, exist_ok=True)
+    plan = json.dumps(
+        {"files": [str(i.path) for i in items], "recipe": asdict(recipe), "ema": EMA_DECAY},
+        sort_keys=True,
+    )
+    digest = hashlib.sha256(plan.encode()).hexdigest()[:16]
     model, ema_model, log = train_fixed_schedule(
         (images, labels),
         recipe,
         CLASSES,
         EMA_DECAY,
-        work_dir / "final.checkpoint.pt",
+        work_dir / f"final-{digest}.checkpoint.pt",  # another plan never resumes this one
         recipe.seed,
         "final",
     )
@@ -162,6 +167,7 @@ def _refit_configs(
         soft_percentile=percentiles["soft"],
         fitted_on=f"thresholds: OOF feature distances, {OOF_NOTE}; class means: all photos",
         unusual_threshold=round(fitted["unusual"], 4),
+        unusual_few_skin_threshold=round(fitted["unusual_few_skin"], 4),
     )
     energy = report["energy"]
     ood = OodThreshold(
@@ -174,13 +180,19 @@ def _refit_configs(
         soft_percentile=energy["soft_percentile"],
         fitted_on=f"OOF energy, {OOF_NOTE}",
     )
-    backend = "effnet"
+    entries = {"effnet": feature}
+    for backend, entry in config.features.items():
+        if backend not in ("effnet", "ensemble"):  # yolo borrows EfficientNet's features
+            entries[backend] = replace(
+                feature, model_name=entry.model_name, model_sha256=entry.model_sha256
+            )
     config = replace(
         config,
-        ood={**config.ood, backend: ood},
-        features={**config.features, backend: feature},
+        ood={**config.ood, "effnet": ood},
+        features={**config.features, **entries},
     )
     config.save(models_dir)
+    backend = "effnet"
     triage = TriageConfig.load(models_dir)
     cross = report["triage"]["cross_fitted"]
     malignancy = MalignancyThreshold(
@@ -278,6 +290,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     model, log, images = train_final(data, work_dir / "final", recipe, report["chosen"])
     card = ship_final(model, log, images, data, models_dir, args.name, args.version, recipe, report)
     relink_ensemble(models_dir, ModelCard.load(models_dir / f"{args.name}.json"))
+    for checkpoint in (work_dir / "final").glob("final-*.checkpoint.pt"):
+        checkpoint.unlink()  # shipped: a later run trains afresh
     print(json.dumps({k: card[k] for k in ("name", "version", "weights")}, indent=1))
     print(f"pt sha256 {file_sha256(models_dir / f'{args.name}.pt')}")
     return 0

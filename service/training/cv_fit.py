@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -104,7 +105,7 @@ def fit_all(
     by_group.pop("per_group")
     report["variants"][best]["by_photo_group"] = by_group
     temperature = fit_temperature(logits, labels)
-    conformal = cross_fitted_conformal(probs, view, ALPHA)
+    conformal = cross_fitted_conformal(view, ALPHA)
     members = conformal.pop("members")
     calibrated_all = softmax(logits, temperature)
     q_all = conformal_threshold(calibrated_all[np.arange(len(labels)), labels], ALPHA)
@@ -120,7 +121,7 @@ def fit_all(
     plan = work_dir / "plan.json"
     if plan.is_file():
         report["recipe"] = json.loads(plan.read_text())["recipe"]
-    report["conformal"] = {**conformal, "threshold": round(q_all, 6)}
+    report["conformal"] = {**conformal, "threshold": math.ceil(q_all * 1e6) / 1e6}
     print(f"conformal: {report['conformal']}")
 
     tag = best.split("+")[0]
@@ -201,12 +202,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--reject-percentile", type=float, default=GatePercentiles.reject)
     parser.add_argument("--soft-percentile", type=float, default=GatePercentiles.soft)
     parser.add_argument("--unusual-percentile", type=float, default=GatePercentiles.unusual)
+    parser.add_argument(
+        "--unusual-few-skin-percentile", type=float, default=GatePercentiles.unusual_few_skin
+    )
     args = parser.parse_args(argv)
     settings = Settings()
     oof = args.oof or settings.models_dir / "cv" / f"{args.name}.oof.npz"
     work_dir = args.work_dir or Path("build/cv") / args.name
     percentiles = GatePercentiles(
-        args.reject_percentile, args.soft_percentile, args.unusual_percentile
+        args.reject_percentile,
+        args.soft_percentile,
+        args.unusual_percentile,
+        args.unusual_few_skin_percentile,
     )
     data = args.data or settings.shared_dir / "data" / "skin6"
     report = fit_all(oof, work_dir, data, settings.shared_dir, percentiles)

@@ -27,11 +27,20 @@ FloatArray = npt.NDArray[np.float64]
 
 @dataclass(frozen=True)
 class GatePercentiles:
-    """Upper percentiles of in-distribution OOF distances for the three feature thresholds."""
+    """Upper percentiles of in-distribution OOF distances for the four feature thresholds.
+
+    `unusual_few_skin` is where v1 rejected photos with few skin-toned pixels (its soft
+    percentile, 90), so none of those photos becomes `ok` in v2: they are held back instead.
+    """
 
     reject: float = 99.8
     soft: float = 99.0
     unusual: float = 97.5
+    unusual_few_skin: float = 90.0
+
+    def __post_init__(self) -> None:
+        if not (self.reject >= self.soft >= self.unusual_few_skin and self.reject >= self.unusual):
+            raise ValueError(f"gate percentiles out of order: {self}")
 
 
 @dataclass(frozen=True)
@@ -39,23 +48,12 @@ class FittedDistances:
     reject: float
     soft: float
     unusual: float
+    unusual_few_skin: float
 
 
 def fit_distances(distances: FloatArray, p: GatePercentiles) -> FittedDistances:
-    q = np.percentile(distances, [p.reject, p.soft, p.unusual])
-    return FittedDistances(float(q[0]), float(q[1]), float(q[2]))
-
-
-def feature_entry(fitted: FittedDistances, template: FeatureThreshold) -> FeatureThreshold:
-    """A copy of `template` (artefact, hashes) carrying the fitted distances."""
-    from dataclasses import replace
-
-    return replace(
-        template,
-        threshold=round(fitted.reject, 4),
-        soft_threshold=round(fitted.soft, 4),
-        unusual_threshold=round(fitted.unusual, 4),
-    )
+    q = np.percentile(distances, [p.reject, p.soft, p.unusual, p.unusual_few_skin])
+    return FittedDistances(float(q[0]), float(q[1]), float(q[2]), float(q[3]))
 
 
 def _entry(fitted: FittedDistances) -> FeatureThreshold:
@@ -70,6 +68,7 @@ def _entry(fitted: FittedDistances) -> FeatureThreshold:
         percentile=0.0,
         soft_percentile=0.0,
         unusual_threshold=fitted.unusual,
+        unusual_few_skin_threshold=fitted.unusual_few_skin,
     )
 
 

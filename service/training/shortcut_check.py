@@ -35,6 +35,9 @@ def shipped_check(settings: Settings, backend: str) -> dict[str, Any]:
     data = settings.shared_dir / "data" / "skin6"
     val = list_labelled_images(data / "val", CLASSES, find_manifest(data))
     classifier = load_classifier(settings, backend)
+    card = getattr(classifier, "card", None)
+    if card is not None and "photos" in card.raw.get("training", {}).get("data", {}):
+        raise SystemExit(f"{card.name} trained on val too: use --cv (out-of-fold) instead")
 
     def predict(images: list[Image.Image]) -> npt.NDArray[np.int64]:
         rows = [classifier.probabilities(images[i : i + 32]) for i in range(0, len(images), 32)]

@@ -15,6 +15,7 @@ teacher's OOF macro-F1 (target ≤ 0.03).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -73,6 +74,16 @@ def run_yolo_cv(
         raise SystemExit("the teacher's CV plan names other photos")
     recipe = replace(recipe, patience=recipe.epochs)  # no early stopping on the held-out fold
     work_dir.mkdir(parents=True, exist_ok=True)
+    plan_doc = {
+        "teacher_plan_sha256": hashlib.sha256((teacher_dir / "plan.json").read_bytes()).hexdigest(),
+        "recipe": asdict(recipe),
+        "distillation": asdict(distil) if distil else None,
+        "tag": tag,
+    }
+    own_plan = work_dir / "plan.json"
+    if own_plan.is_file() and json.loads(own_plan.read_text()) != plan_doc:
+        raise SystemExit(f"{own_plan} was written for another teacher CV or recipe: new work dir")
+    own_plan.write_text(json.dumps(plan_doc))
     for fold in range(int(folds.max()) + 1):
         result = work_dir / f"fold{fold}.npz"
         if result.is_file():
@@ -105,6 +116,8 @@ def run_yolo_cv(
     logits = np.zeros((len(items), len(CLASSES)), dtype=np.float32)
     for fold in range(int(folds.max()) + 1):
         with np.load(work_dir / f"fold{fold}.npz") as part:
+            if not np.array_equal(part["held_index"], np.flatnonzero(folds == fold)):
+                raise SystemExit(f"fold{fold}.npz holds other photos than fold {fold}")
             logits[part["held_index"]] = part["logits"]
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(

@@ -108,7 +108,7 @@ def test_cross_fitted_conformal_covers_calibrated_predictions() -> None:
     probs = rng.dirichlet(np.full(k, 0.6), size=n)
     labels = np.asarray([rng.choice(k, p=p) for p in probs])  # calibrated by construction
     oof = Oof(np.log(probs), labels, [str(i) for i in range(n)], np.arange(n) % 5)
-    result = cross_fitted_conformal(probs, oof, 0.05)
+    result = cross_fitted_conformal(oof, 0.05)
     assert 0.93 <= result["coverage"] <= 0.97
     assert result["coverage_ci95"][0] < result["coverage"] < result["coverage_ci95"][1]
     assert result["mean_set_size"] > 1
@@ -120,3 +120,20 @@ def test_macro_f1_and_group_bootstrap() -> None:
     assert macro_f1(y, np.asarray([0, 0, 0, 0]), 2) == pytest.approx((2 / 3 + 0) / 2)
     low, high = group_bootstrap(["a", "a", "b", "c"], lambda i: float(len(i)), draws=200)
     assert 3 <= low <= high <= 6
+
+
+def test_few_skin_photos_that_v1_rejected_are_held_back_not_passed() -> None:
+    banded = replace(FEATURE, unusual_few_skin_threshold=200.0)
+    assert unfamiliarity(FEW_SKIN, None, Q, None, 250.0, banded) == "marginal"
+    assert unfamiliarity(SKIN, None, Q, None, 250.0, banded) is None  # enough skin: ok
+    assert unfamiliarity(FEW_SKIN, None, Q, None, 150.0, banded) is None
+
+
+def test_gate_percentiles_must_be_ordered() -> None:
+    from service.training.cv_gate import GatePercentiles
+
+    GatePercentiles()
+    with pytest.raises(ValueError):
+        GatePercentiles(reject=99.0, soft=99.5)
+    with pytest.raises(ValueError):
+        GatePercentiles(soft=95.0, unusual_few_skin=96.0)

@@ -317,8 +317,18 @@ def test_a_carcinoma_runner_up_under_the_threshold_rank_is_urgent_without_reassu
 
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_summarize_maps_every_reason_code(language: str) -> None:
-    codes = ("too_dark", "overexposed", "blurred", "grayscale", "not_skin", "too_small",
-             "low_detail", "low_confidence", "ambiguous")  # fmt: skip
+    from service.pipeline.quality import (
+        AMBIGUOUS,
+        LOW_CONFIDENCE,
+        NOT_SKIN,
+        QUALITY_REASONS,
+        SEVERAL_CONDITIONS,
+        UNUSUAL_IMAGE,
+    )
+
+    codes = (*QUALITY_REASONS, NOT_SKIN, LOW_CONFIDENCE, AMBIGUOUS, SEVERAL_CONDITIONS,
+             UNUSUAL_IMAGE)  # fmt: skip
+    assert set(codes) <= set(catalog(language).reasons)  # every gate reason has its phrase
     phrases = set()
     for code in codes:
         gate = GateOutcome("rejected", (code,))
