@@ -225,3 +225,15 @@ def test_yolo_students_are_cross_validated_on_the_teachers_folds(cv_run: dict[st
     assert val == in_fold0
     result = judge(out, None)
     assert 0 <= result["macro_f1"] <= 1 and len(result["fold_temperatures"]) == 2
+
+
+@pytest.mark.slow
+def test_multi_layer_distances_are_reported_out_of_fold(cv_run: dict[str, Any]) -> None:
+    from service.training import cv_layers
+
+    report = cv_layers.run(cv_run["data"], cv_run["shared"], cv_run["work"], "ema", 64)
+    assert set(report["skin_over_percentile"]) == {str(p) for p in cv_layers.PERCENTILES}
+    assert all(0 <= v <= 1 for v in report["skin_over_percentile"].values())
+    assert set(report["per_layer"]) == {f"block{t}" for t in cv_layers.TAPS} | {cv_layers.LAST}
+    teeth = report["negatives"]["fo-dicom__GH195"]
+    assert len(teeth) == 2 and all(0 <= p <= 100 for p in teeth)
