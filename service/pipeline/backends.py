@@ -60,6 +60,15 @@ def resolve_backend(settings: Settings) -> str:
     return default_backend(settings) if settings.classifier == "default" else settings.classifier
 
 
+def ensemble_weights(settings: Settings) -> list[float] | None:
+    """The ensemble card's member weights (yolo, effnet order), None for a plain mean."""
+    path = settings.models_dir / ENSEMBLE_CARD
+    if not path.is_file():
+        return None
+    weights = json.loads(path.read_text(encoding="utf-8")).get("weights")
+    return [float(w) for w in weights] if weights else None
+
+
 def ensemble_temperature(settings: Settings) -> float:
     """The ensemble's own calibration temperature (1.0 when its card has none)."""
     path = settings.models_dir / ENSEMBLE_CARD
@@ -79,6 +88,7 @@ def load_classifier(settings: Settings, backend: str | None = None) -> Classifie
                 for b in ("yolo", "effnet")
             ],
             temperature=ensemble_temperature(settings),
+            weights=ensemble_weights(settings),
         )
     classifier = OnnxClassifier.from_card_path(card_path(settings, name), settings.onnx_threads)
     if classifier.has_features or not card_path(settings, "effnet").is_file():

@@ -144,13 +144,20 @@ class OnnxClassifier:
 
 
 class EnsembleClassifier:
-    """Mean of the members' calibrated probabilities, re-calibrated by one ensemble temperature.
+    """Weighted mean (plain mean without `weights`) of the members' calibrated probabilities,
+    re-calibrated by one ensemble temperature.
 
     Averaging a strong and a weak member flattens the distribution (under-confidence); the
-    ensemble card's temperature (fitted on val like the members') sharpens it back.
+    ensemble card's temperature sharpens it back. Weights fitted on out-of-fold predictions
+    come from `evaluation.ensemble_cv`.
     """
 
-    def __init__(self, members: Sequence[Classifier], temperature: float = 1.0) -> None:
+    def __init__(
+        self,
+        members: Sequence[Classifier],
+        temperature: float = 1.0,
+        weights: Sequence[float] | None = None,
+    ) -> None:
         if not members:
             raise ValueError("an ensemble needs at least one member")
         classes = members[0].classes
@@ -159,14 +166,21 @@ class EnsembleClassifier:
         self.members = tuple(members)
         self.classes = classes
         self.temperature = temperature
+        if weights is None:
+            weights = [1.0] * len(members)
+        if len(weights) != len(members) or min(weights) < 0 or sum(weights) <= 0:
+            raise ValueError(f"ensemble weights {list(weights)} do not fit {len(members)} members")
+        self.weights = np.asarray(weights, dtype=np.float64) / float(sum(weights))
         joined = "+".join(m.info.name for m in members)
         digest = hashlib.sha256("".join(m.info.sha256 for m in members).encode()).hexdigest()
         self.info = ModelInfo(name=f"ensemble({joined})", version="1", sha256=digest)
 
     def logits(self, images: Sequence[Image.Image]) -> FloatArray:
-        """Log of the members' mean calibrated probability (before the ensemble temperature)."""
+        """Log of the members' (weighted) mean calibrated probability (before the ensemble
+        temperature)."""
         stacked = np.stack([m.probabilities(images) for m in self.members])
-        log_mean: FloatArray = np.log(np.clip(stacked.mean(axis=0), 1e-12, 1.0))
+        mean = np.tensordot(self.weights, stacked, axes=1)
+        log_mean: FloatArray = np.log(np.clip(mean, 1e-12, 1.0))
         return log_mean
 
     def probabilities(self, images: Sequence[Image.Image]) -> FloatArray:

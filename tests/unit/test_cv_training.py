@@ -225,6 +225,14 @@ def test_yolo_students_are_cross_validated_on_the_teachers_folds(cv_run: dict[st
     assert val == in_fold0
     result = judge(out, None)
     assert 0 <= result["macro_f1"] <= 1 and len(result["fold_temperatures"]) == 2
+    # the ensemble's weights are fitted on both members' OOF predictions
+    from service.training import ensemble_oof
+
+    report = cv_run["work"].parent / "ensemble.cv.json"
+    assert ensemble_oof.main([str(out), f"{cv_run['oof']}:ema", "--out", str(report)]) == 0
+    fitted = json.loads(report.read_text())
+    assert len(fitted["weights"]) == 2 and abs(sum(fitted["weights"]) - 1) < 1e-9
+    assert len(fitted["fold_weights"]) == 2 and isinstance(fitted["beats_best_single"], bool)
 
 
 @pytest.mark.slow

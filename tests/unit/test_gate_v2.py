@@ -137,3 +137,46 @@ def test_gate_percentiles_must_be_ordered() -> None:
         GatePercentiles(reject=99.0, soft=99.5)
     with pytest.raises(ValueError):
         GatePercentiles(soft=95.0, unusual_few_skin=96.0)
+
+
+def test_ensemble_weights_are_fitted_out_of_fold() -> None:
+    from service.evaluation.ensemble_cv import cross_fitted_ensemble, simplex
+
+    assert len(simplex(2)) == 21 and all(abs(sum(w) - 1) < 1e-9 for w in simplex(3))
+    rng = np.random.default_rng(5)
+    n = 1200
+    labels = rng.integers(0, 6, n)
+    strong = rng.normal(0, 1, (n, 6))
+    strong[np.arange(n), labels] += 3.0
+    noise = rng.normal(0, 1, (n, 6))
+    oof = Oof(strong, labels, [str(i // 2) for i in range(n)], (np.arange(n) // 2) % 5)
+    result = cross_fitted_ensemble([strong, noise], oof, [str(c) for c in range(6)])
+    assert result["weights"][0] >= 0.8  # the informative member carries the ensemble
+    assert len(result["fold_weights"]) == 5
+    assert result["ensemble"]["macro_f1"] >= result["members"][1]["macro_f1"]
+    assert not result["beats_best_single"] or result["ensemble"]["macro_f1"] > max(
+        m["macro_f1"] for m in result["members"]
+    )
+
+
+def test_weighted_ensemble_classifier_mixes_calibrated_members() -> None:
+    from service.pipeline.classifier import EnsembleClassifier
+
+    class Member:
+        classes = ("A", "B")
+
+        def __init__(self, p: float, name: str) -> None:
+            self.p, self.info = p, ModelInfo(name, "1", name)
+
+        def probabilities(self, images: object) -> np.ndarray:
+            return np.asarray([[self.p, 1 - self.p]])
+
+        def logits(self, images: object) -> np.ndarray:
+            return np.log(self.probabilities(images))
+
+    members = [Member(0.9, "a"), Member(0.1, "b")]
+    weighted = EnsembleClassifier(members, weights=[3, 1])  # type: ignore[list-item]
+    assert weighted.probabilities([])[0, 0] == pytest.approx(0.7)
+    assert EnsembleClassifier(members).probabilities([])[0, 0] == pytest.approx(0.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        EnsembleClassifier(members, weights=[1.0])  # type: ignore[arg-type]
