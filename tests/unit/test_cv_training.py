@@ -183,12 +183,13 @@ def test_the_final_model_ships_with_the_oof_thresholds(cv_run: dict[str, Any]) -
     import shutil
 
     from service.pipeline.backends import ENSEMBLE_CARD
+    from service.training.ensemble_relink import relink_ensemble
 
     shipped_models = Path(__file__).resolve().parents[2] / "models"
     shutil.copy(shipped_models / ENSEMBLE_CARD, models / ENSEMBLE_CARD)
     old = GateConfig.load(shipped_models)
     GateConfig(old.quality, old.ood, {**config.features}, models).save(models)
-    assert cv_final.relink_ensemble(models, loaded)
+    assert relink_ensemble(models, loaded)
     ensemble = json.loads((models / ENSEMBLE_CARD).read_text())
     yolo_sha = next(m["onnx_sha256"] for m in ensemble["members"] if m["backend"] == "yolo")
     digest = hashlib.sha256((yolo_sha + loaded.onnx_sha256).encode()).hexdigest()
