@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -166,9 +167,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--name", default=DEFAULT_NAME)
     parser.add_argument("--tag", default="ema", choices=("last", "ema"))
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "2")))
     args = parser.parse_args(argv)
     settings = Settings()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     work_dir = Path("build/cv") / args.name
     imgsz = json.loads((work_dir / "plan.json").read_text())["recipe"]["imgsz"]
     report = run(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -98,9 +99,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--name", default=DEFAULT_NAME)
     parser.add_argument("--variant", default=None, help="default: the CV report's chosen one")
     parser.add_argument("--work-dir", type=Path, default=None)
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "2")))
     args = parser.parse_args(argv)
     settings = Settings()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     if args.shipped:
         print(json.dumps(shipped_check(settings, args.backend), indent=1))
         return 0
