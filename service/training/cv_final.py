@@ -192,7 +192,6 @@ def _refit_configs(
         features={**config.features, **entries},
     )
     config.save(models_dir)
-    backend = "effnet"
     triage = TriageConfig.load(models_dir)
     cross = report["triage"]["cross_fitted"]
     malignancy = MalignancyThreshold(
@@ -213,8 +212,8 @@ def _refit_configs(
     )
     triage = replace(
         triage,
-        thresholds={**triage.thresholds, backend: malignancy},
-        conformal={**triage.conformal, backend: conformal},
+        thresholds={**triage.thresholds, "effnet": malignancy},
+        conformal={**triage.conformal, "effnet": conformal},
     )
     triage.save(models_dir)
 

@@ -125,7 +125,6 @@ def train_fold(
     checkpoint = work_dir / f"fold{fold}.checkpoint.pt"
     train_idx = [int(i) for i in np.flatnonzero(folds != fold)]
     held_idx = [int(i) for i in np.flatnonzero(folds == fold)]
-    seed_everything(recipe.seed + fold, recipe.threads)
     train_images = cache_train_images([items[i].path for i in train_idx], recipe.cache_edge)
     train_labels = torch.tensor([items[i].label for i in train_idx], dtype=torch.long)
     held_images = cache_eval_images([items[i].path for i in held_idx], recipe.imgsz)
