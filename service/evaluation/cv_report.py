@@ -56,7 +56,8 @@ def format_cv_report(report: dict[str, Any]) -> str:
     )
     gate = report["gate"]
     lines.append(
-        f"gate v2: skin photos rejected {_pct(gate['skin_rejected'])} "
+        f"gate v2 ({gate.get('distance', 'last_layer')} feature distance): skin photos rejected "
+        f"{_pct(gate['skin_rejected'])} "
         f"{_ci(gate['skin_rejected_ci95'])}, unusual_image {_pct(gate['skin_unusual'])}; reasons "
         f"{gate['rejection_reasons']}"
     )
@@ -66,10 +67,15 @@ def format_cv_report(report: dict[str, Any]) -> str:
     )
     negatives = gate.get("negatives", {})
     refused = sum(1 for v in negatives.values() if "passed" not in v["verdicts"])
+    rejected = sum(1 for v in negatives.values() if set(v["verdicts"]) == {"rejected"})
     lines.append(
-        f"  negatives refused or held back by every fold's model: {refused}/{len(negatives)}; "
+        f"  negatives refused or held back by every fold's model: {refused}/{len(negatives)} "
+        f"(rejected by every one: {rejected}); "
         f"accepted by some fold: {gate['negatives_accepted'] or 'none'}"
     )
+    held_back = sorted(n for n, v in negatives.items() if "unusual" in v["verdicts"])
+    if held_back:
+        lines.append(f"  held back as unusual_image by some fold: {held_back}")
     triage = report["triage"]["cross_fitted"]
     lines.append(
         f"triage: malignancy threshold {report['triage']['threshold']}; cross-fitted Carcinoma "

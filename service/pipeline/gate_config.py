@@ -103,6 +103,8 @@ class FeatureThreshold:
     #: Percentiles of the in-distribution distances the two thresholds were set at.
     percentile: float
     soft_percentile: float
+    #: `mahalanobis` (the pooled last layer, `feature_ood`; a squared distance) or
+    #: `layered-mahalanobis` (`layered_distance`: mean z-scored log distance over layers).
     method: str = "mahalanobis"
     fitted_on: str = "val"
     #: Above this (but not rejected) the image is `inconclusive` with `unusual_image`.

@@ -23,13 +23,13 @@ from service.logging import get_logger
 from service.pipeline.classifier import Classifier, classification_from
 from service.pipeline.conformal import prediction_set
 from service.pipeline.domain import Classification, GateOutcome
-from service.pipeline.feature_ood import FeatureDistance
 from service.pipeline.gate_config import (
     FeatureThreshold,
     GateConfig,
     OodThreshold,
     QualityThresholds,
 )
+from service.pipeline.layered_distance import DistanceScore, load_distance
 from service.pipeline.ood import feature_source, forward
 from service.pipeline.policy import confidence_reasons, verdict
 from service.pipeline.quality import measure, quality_reasons
@@ -89,7 +89,7 @@ def is_not_skin(
 
 def load_feature_gate(
     config: GateConfig, classifier: Classifier
-) -> tuple[FeatureThreshold, FeatureDistance] | None:
+) -> tuple[FeatureThreshold, DistanceScore] | None:
     """The feature threshold and its artefact for this classifier, if calibrated and intact."""
     entry = config.features_for(classifier.info)
     source = feature_source(classifier)
@@ -102,7 +102,7 @@ def load_feature_gate(
     if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != entry.artefact_sha256:
         log.warning("gate.features_artefact_mismatch", path=str(path))
         return None
-    return entry, FeatureDistance.load(path)
+    return entry, load_distance(path)
 
 
 class Screener:

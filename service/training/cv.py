@@ -28,6 +28,7 @@ from service.images import load_rgb
 from service.pipeline.domain import CLASSES
 from service.pipeline.feature_ood import fit_feature_distance
 from service.training.cv_fold import TAGS, train_fold
+from service.training.cv_layers import layer_arrays
 from service.training.cv_negatives import negative_distances, negative_images
 from service.training.effnet_model import EffnetRecipe
 
@@ -110,7 +111,7 @@ def assemble(
     shared_dir: Path,
 ) -> Path:
     """Pool the folds' held-out outputs into one OOF file (features reduced to distances), with
-    the negatives' distances under every fold's model."""
+    the negatives' distances under every fold's model, and the multi-layer ones (`cv_layers`)."""
     n, k = len(items), int(folds.max()) + 1
     labels = np.asarray([i.label for i in items], dtype=np.int64)
     arrays: dict[str, npt.NDArray[Any]] = {
@@ -137,6 +138,17 @@ def assemble(
     for tag in TAGS:
         arrays[f"{tag}_negative_distances"] = negative_distances(
             work_dir, k, tag, [img for _, img in negatives.values()], labels, imgsz
+        )
+        arrays.update(
+            layer_arrays(
+                [i.path for i in items],
+                labels,
+                folds,
+                work_dir,
+                tag,
+                imgsz,
+                [img for _, img in negatives.values()],
+            )
         )
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out, allow_pickle=False, **arrays)

@@ -39,6 +39,8 @@ from service.training.effnet_data import cache_eval_images, cache_train_images
 from service.training.effnet_fit import seed_everything
 from service.training.effnet_model import ARCH, IMAGENET_MEAN, IMAGENET_STD, EffnetRecipe
 from service.training.ensemble_relink import relink_ensemble
+from service.training.layer_gate import fit_layered_distance, tapped_features
+from service.training.layer_taps import layout
 from service.training.onnx_export import FEATURES_NAME, OUTPUT_NAME, export_onnx, onnx_parity
 from service.training.shipping import ship_model
 
@@ -86,9 +88,10 @@ def ship_final(
     """Export, write the card with the CV figures, and refit the gate/triage files for it."""
     variant = report["chosen"]
     flip = variant.endswith("+flip")
+    layered = report["gate"].get("distance") == "layered"
     torch.save(model.state_dict(), models_dir / f"{name}.pt")
     onnx_path = models_dir / f"{name}.onnx"
-    export_onnx(model, onnx_path, recipe.imgsz, with_features=True, flip_tta=flip)
+    export_onnx(model, onnx_path, recipe.imgsz, with_features=True, flip_tta=flip, tapped=layered)
     parity = onnx_parity(model, onnx_path, eval_images[:8], flip_tta=flip)
     card = ship_model(
         data=data,
@@ -103,7 +106,16 @@ def ship_final(
         std=IMAGENET_STD,
         output="logits",
         outputs=(OUTPUT_NAME, FEATURES_NAME),
-        recipe={**asdict(recipe), "ema_decay": EMA_DECAY, "weights": variant},
+        recipe={
+            **asdict(recipe),
+            "ema_decay": EMA_DECAY,
+            "weights": variant,
+            "features": (
+                {"kind": "multi-layer gate features", "layout": layout(model)}
+                if layered
+                else {"kind": "pooled last layer"}
+            ),
+        },
         extra_files={"pt": f"{name}.pt"},
         training_log={"epochs": log, "onnx_max_abs_diff_vs_torch": parity},
         evaluate_on_val=False,
@@ -131,25 +143,24 @@ def ship_final(
     }
     card["created"] = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
     write_card(models_dir / f"{name}.json", card)
-    _, features = logits_and_features(model, eval_images)
     labels = np.asarray([i.label for i in all_photos(data)], dtype=np.int64)
-    _refit_configs(
-        models_dir, ModelCard.load(models_dir / f"{name}.json"), report, features, labels
-    )
+    if layered:
+        scale = {k: (v[0], v[1]) for k, v in report["gate"]["layer_log_scale"].items()}
+        layers = tapped_features(model, eval_images)
+        artefact = fit_layered_distance(layers, labels, layout(model), scale).to_bytes()
+    else:
+        pooled = logits_and_features(model, eval_images)[1]
+        artefact = fit_feature_distance(pooled, labels).to_bytes()
+    _refit_configs(models_dir, ModelCard.load(models_dir / f"{name}.json"), report, artefact)
     return card
 
 
 def _refit_configs(
-    models_dir: Path,
-    card: ModelCard,
-    report: dict[str, Any],
-    features: np.ndarray[Any, Any],
-    labels: np.ndarray[Any, Any],
+    models_dir: Path, card: ModelCard, report: dict[str, Any], artefact: bytes
 ) -> None:
-    """gate.json (feature + energy thresholds), triage.json and `<name>.ood.npz` for `card`;
-    the class means come from the shipped model's own features of every photo."""
+    """gate.json (feature + energy thresholds), triage.json and `<name>.ood.npz` (`artefact`:
+    class means from the shipped model's own features of every photo) for `card`."""
     model_sha = card.onnx_sha256
-    artefact = fit_feature_distance(features, labels).to_bytes()
     artefact_name = f"{card.name}.ood.npz"
     (models_dir / artefact_name).write_bytes(artefact)
     gate = report["gate"]
@@ -165,6 +176,7 @@ def _refit_configs(
         artefact_sha256=hashlib.sha256(artefact).hexdigest(),
         percentile=percentiles["reject"],
         soft_percentile=percentiles["soft"],
+        method="layered-mahalanobis" if gate.get("distance") == "layered" else "mahalanobis",
         fitted_on=f"thresholds: OOF feature distances, {OOF_NOTE}; class means: all photos",
         unusual_threshold=round(fitted["unusual"], 4),
         unusual_few_skin_threshold=round(fitted["unusual_few_skin"], 4),

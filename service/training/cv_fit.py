@@ -5,8 +5,9 @@
 For each weight variant of the CV run (last epoch / EMA, without / with flip test-time
 augmentation): cross-fitted temperature → top-1, macro-F1, ECE with photo-group bootstrap
 intervals, per class. For the best variant: split-conformal sets (coverage 95 %), gate v2
-feature thresholds (rejection share on skin, false acceptance on negatives scored by every
-fold's model), the malignancy threshold of the triage policy — each cross-fitted — and the
+feature thresholds (`cv_gate_report`: on the multi-layer distance when the OOF file has it;
+rejection share on skin, false acceptance on negatives scored by every fold's model), the
+malignancy threshold of the triage policy — each cross-fitted — and the
 values fitted on all OOF photos that the final model ships with. Writes
 `models/cv/<name>.cv.json`.
 """
@@ -36,18 +37,12 @@ from service.evaluation.triage_cv import Predictions, cross_fit, fit_threshold
 from service.images import load_rgb
 from service.pipeline.conformal import conformal_threshold
 from service.pipeline.domain import CLASSES
-from service.pipeline.gate_config import QualityThresholds
 from service.pipeline.quality import measure
 from service.settings import Settings
 from service.training.cv import DEFAULT_NAME
 from service.training.cv_fold import TAGS
-from service.training.cv_gate import (
-    GatePercentiles,
-    cross_fitted_gate,
-    fit_distances,
-    judge,
-    wilson_interval,
-)
+from service.training.cv_gate import GatePercentiles
+from service.training.cv_gate_report import gate_section
 from service.training.cv_negatives import negative_images
 from service.training.triage_threshold import BUDGET, TARGET
 
@@ -125,58 +120,17 @@ def fit_all(
     print(f"conformal: {report['conformal']}")
 
     tag = best.split("+")[0]
-    distances = oof[f"{tag}_feature_distance"].astype(np.float64)
     files = [str(f) for f in oof["files"]]
     measurements = photo_measurements(files, data, work_dir / "measurements.json")
-    quality = QualityThresholds()
-    verdicts, gate = cross_fitted_gate(
-        measurements, distances, labels, groups, folds, percentiles, quality, CLASSES
-    )
-    fitted = fit_distances(distances, percentiles)
     negatives = negative_images(shared_dir, load_rgb(data / files[0]))
     names = [str(n) for n in oof["negative_names"]]
     if set(names) - set(negatives):
         raise SystemExit("the OOF file's negatives differ from these: re-run the CV to re-assemble")
-    neg_d = oof[f"{tag}_negative_distances"].astype(np.float64)
-    neg_m = [measure(negatives[n][1]) for n in names]
-    per_negative: dict[str, dict[str, Any]] = {}
-    for j, n in enumerate(names):
-        outcomes = [
-            judge([neg_m[j]], neg_d[f, j : j + 1], fitted, quality)[0] for f in range(len(neg_d))
-        ]
-        per_negative[n] = {
-            "kind": negatives[n][0],
-            "verdicts": outcomes,
-            "distance_median": round(float(np.median(neg_d[:, j])), 2),
-        }
-    gate["fitted_on_all"] = fitted.__dict__
-    gate["negatives"] = per_negative
-    gate["negatives_accepted"] = sorted(
-        n for n, v in per_negative.items() if "passed" in v["verdicts"]
-    )
-    judged = [v for verdicts in (p["verdicts"] for p in per_negative.values()) for v in verdicts]
-    accepted = sum(v == "passed" for v in judged)
-    gate["negative_false_acceptance"] = {
-        "judgements": len(judged),
-        "accepted": accepted,
-        "held_back_as_unusual": sum(v == "unusual" for v in judged),
-        "share_ci95": wilson_interval(accepted, len(judged)),
-        "per_kind": {
-            kind: wilson_interval(
-                sum(
-                    v == "passed"
-                    for p in per_negative.values()
-                    if p["kind"] == kind
-                    for v in p["verdicts"]
-                ),
-                sum(len(p["verdicts"]) for p in per_negative.values() if p["kind"] == kind),
-            )
-            for kind in sorted({p["kind"] for p in per_negative.values()})
-        },
-    }
+    judged = {n: (negatives[n][0], measure(negatives[n][1])) for n in names}
+    verdicts, gate = gate_section(oof, tag, measurements, judged, percentiles)
     report["gate"] = gate
     print(f"gate: {json.dumps({k: v for k, v in gate.items() if k != 'negatives'})}")
-    for n, v in per_negative.items():
+    for n, v in gate["negatives"].items():
         print(f"  {n:32s} {v['kind']:22s} {v['verdicts']} d={v['distance_median']}")
 
     passed = np.asarray([v != "rejected" for v in verdicts])

@@ -1,16 +1,16 @@
-"""Multi-layer feature distances out of fold: does a stack of layers separate non-skin photos
-(teeth, endoscopy) that the pooled last layer alone cannot?
+"""Multi-layer feature distances out of fold, for the gate (`layer_gate`, `cv_fit`).
 
-`python -m service.training.cv_layers [--tag ema]` (after `skinscreen train --cv`)
+`python -m service.training.cv_layers [--tag ema]` adds them to an OOF file made before they
+existed; `cv.assemble` computes them for every new CV run.
 
-For every fold model, the channel means and standard deviations of a few intermediate blocks
-(`TAPS`) and the pooled last layer are taken for its training photos, its held-out photos and
-the negatives. Per layer: the Mahalanobis distance to the nearest class (class means and
-covariance from the fold's training photos, `feature_ood`). Combined: the largest standardised
-log-distance over layers, each layer standardised by the held-out distances of the *other*
-folds (Lee et al. 2018 combine layers too). Reported, cross-fitted: the share of skin photos
-over each percentile of the combined score, and where every negative falls, per fold model.
-Writes `models/cv/<name>.layers.json`; nothing ships from it.
+For every fold model: the pooled last layer and the channel means / standard deviations of a
+few intermediate blocks (`layer_taps.TAPS`) of its training photos, its held-out photos and the
+negatives; per layer, the Mahalanobis distance to the nearest class (class means and covariance
+from the fold's own training photos, `feature_ood`). Stored in the OOF file: `layer_names`,
+`{tag}_layer_distances` (photos × layers, each photo scored by the model that did not train on
+it) and `{tag}_negative_layer_distances` (folds × negatives × layers). Also printed (and written
+to `models/cv/<name>.layers.json`): where every negative falls among the skin photos, per layer
+and combined, cross-fitted.
 """
 
 from __future__ import annotations
@@ -25,145 +25,113 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import torch
-from torch import nn
+from PIL import Image
 
-from service.images import load_rgb
 from service.pipeline.domain import CLASSES
-from service.pipeline.feature_ood import fit_feature_distance
 from service.pipeline.preprocess import classify_tensor
 from service.settings import Settings
-from service.training.cv import DEFAULT_NAME, all_photos
-from service.training.cv_negatives import negative_images
 from service.training.effnet_data import cache_eval_images
 from service.training.effnet_model import IMAGENET_MEAN, IMAGENET_STD, EffnetRecipe, build_model
+from service.training.layer_gate import cross_fitted, fold_layer_distances
+from service.training.layer_taps import layout
 
-#: EfficientNet-Lite0 blocks whose outputs are tapped (24, 80, 112, 192 and 320 channels).
-TAPS = (2, 5, 8, 11, 15)
-LAST = "last_layer"
-PERCENTILES = (97.5, 99.0, 99.5, 99.8)
 FloatArray = npt.NDArray[np.float64]
 
 
-@torch.no_grad()
-def layer_stats(model: nn.Module, images: torch.Tensor, batch: int = 64) -> dict[str, FloatArray]:
-    """Per tapped block: [channel means | channel stds]; and the pooled last layer."""
-    blocks = list(model.get_submodule("_blocks").children())
-    caught: dict[str, torch.Tensor] = {}
-    hooks = [
-        blocks[t].register_forward_hook(
-            lambda _m, _i, out, t=t: caught.__setitem__(
-                f"block{t}", torch.cat([out.mean((2, 3)), out.std((2, 3))], 1)
-            )
-        )
-        for t in TAPS
-    ]
-    rows: dict[str, list[FloatArray]] = {}
-    try:
-        model.eval()
-        for i in range(0, len(images), batch):
-            pooled = model.get_submodule("_avg_pooling")(
-                model.extract_features(images[i : i + batch])  # type: ignore[operator]
-            )
-            caught[LAST] = pooled.flatten(1)
-            for key, value in caught.items():
-                rows.setdefault(key, []).append(value.double().numpy())
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return {key: np.concatenate(value) for key, value in rows.items()}
-
-
-def fold_distances(
-    model: nn.Module,
-    train: torch.Tensor,
-    train_labels: npt.NDArray[np.int64],
-    others: dict[str, torch.Tensor],
-) -> dict[str, dict[str, FloatArray]]:
-    """{set name: {layer: distances}} with class means fitted on `train`."""
-    reference = layer_stats(model, train)
-    fitted = {
-        layer: fit_feature_distance(x, train_labels, dims=min(256, x.shape[1] - 1))
-        for layer, x in reference.items()
-    }
-    result = {}
-    for name, images in others.items():
-        stats = layer_stats(model, images)
-        result[name] = {layer: fitted[layer].score(stats[layer]) for layer in fitted}
-    return result
-
-
-def combined(
-    held: dict[int, dict[str, FloatArray]], fold: int, distances: dict[str, FloatArray]
-) -> FloatArray:
-    """max over layers of log-distance standardised by the other folds' held-out ones."""
-    scores = []
-    for layer, d in distances.items():
-        ref = np.log(np.concatenate([held[f][layer] for f in held if f != fold]) + 1e-9)
-        scores.append((np.log(d + 1e-9) - ref.mean()) / ref.std())
-    result: FloatArray = np.max(np.stack(scores), axis=0)
-    return result
-
-
-def evaluate(
-    held: dict[int, dict[str, FloatArray]],
-    negatives: dict[int, dict[str, FloatArray]],
-    names: Sequence[str],
-) -> dict[str, Any]:
-    folds = sorted(held)
-    skin = {f: combined(held, f, held[f]) for f in folds}
-    neg = {f: combined(held, f, negatives[f]) for f in folds}
-    report: dict[str, Any] = {"skin_over_percentile": {}, "negatives": {}, "per_layer": {}}
-    for p in PERCENTILES:
-        over = []
-        for f in folds:  # each fold judged with a cut fitted on the other folds' scores
-            cut = np.percentile(np.concatenate([skin[g] for g in folds if g != f]), p)
-            over.append(skin[f] > cut)
-        report["skin_over_percentile"][str(p)] = round(float(np.concatenate(over).mean()), 4)
-    pooled = np.concatenate([skin[f] for f in folds])
-    for j, name in enumerate(names):
-        report["negatives"][name] = [
-            round(float(np.mean(pooled < neg[f][j]) * 100), 2) for f in folds
-        ]
-    for layer in held[folds[0]]:
-        ref = np.concatenate([held[f][layer] for f in folds])
-        report["per_layer"][layer] = {
-            name: round(
-                float(np.median([np.mean(ref < negatives[f][layer][j]) * 100 for f in folds])), 2
-            )
-            for j, name in enumerate(names)
-        }
-    return report
-
-
-def run(data: Path, shared: Path, work_dir: Path, tag: str, imgsz: int) -> dict[str, Any]:
-    items = all_photos(data)
-    labels = np.asarray([i.label for i in items], dtype=np.int64)
-    folds = np.asarray(json.loads((work_dir / "plan.json").read_text())["folds"])
-    negatives = negative_images(shared, load_rgb(items[0].path))
-    names = list(negatives)
+def layer_arrays(
+    paths: Sequence[Path],
+    labels: npt.NDArray[np.int64],
+    folds: npt.NDArray[np.int64],
+    work_dir: Path,
+    tag: str,
+    imgsz: int,
+    negatives: Sequence[Image.Image],
+) -> dict[str, npt.NDArray[Any]]:
+    """The OOF file's multi-layer arrays for one weight tag (see module doc)."""
+    images = cache_eval_images(paths, imgsz)
     neg_batch = torch.from_numpy(
-        np.stack(
-            [
-                classify_tensor(img, imgsz, IMAGENET_MEAN, IMAGENET_STD)
-                for _, img in negatives.values()
-            ]
-        )
+        np.stack([classify_tensor(img, imgsz, IMAGENET_MEAN, IMAGENET_STD) for img in negatives])
     )
-    held_d: dict[int, dict[str, FloatArray]] = {}
-    neg_d: dict[int, dict[str, FloatArray]] = {}
-    for fold in range(int(folds.max()) + 1):
+    k = int(folds.max()) + 1
+    held_d: FloatArray | None = None
+    neg_d: list[FloatArray] = []
+    names: list[str] = []
+    for fold in range(k):
         model = build_model(len(CLASSES), EffnetRecipe(imgsz=imgsz))
         model.load_state_dict(torch.load(work_dir / f"fold{fold}.{tag}.pt", map_location="cpu"))
-        train_idx = np.flatnonzero(folds != fold)
-        held_idx = np.flatnonzero(folds == fold)
-        train = cache_eval_images([items[i].path for i in train_idx], imgsz)
-        held = cache_eval_images([items[i].path for i in held_idx], imgsz)
-        out = fold_distances(model, train, labels[train_idx], {"held": held, "neg": neg_batch})
-        held_d[fold], neg_d[fold] = out["held"], out["neg"]
-    return {"tag": tag, "taps": list(TAPS), **evaluate(held_d, neg_d, names)}
+        names = [name for name, _, _ in layout(model)]
+        train, held = folds != fold, folds == fold
+        out = fold_layer_distances(
+            model, images[train], labels[train], {"held": images[held], "neg": neg_batch}
+        )
+        if held_d is None:
+            held_d = np.zeros((len(paths), len(names)))
+        held_d[held] = out["held"]
+        neg_d.append(out["neg"])
+    assert held_d is not None
+    return {
+        "layer_names": np.asarray(names),
+        f"{tag}_layer_distances": held_d,
+        f"{tag}_negative_layer_distances": np.stack(neg_d),
+    }
+
+
+def placement(oof: dict[str, npt.NDArray[Any]], tag: str) -> dict[str, Any]:
+    """Where each negative falls among the skin photos (percentile; per layer: median over
+    fold models; combined: per fold model, cross-fitted)."""
+    skin = oof[f"{tag}_layer_distances"]
+    neg = oof[f"{tag}_negative_layer_distances"]
+    names = [str(n) for n in oof["negative_names"]]
+    scores, neg_scores = cross_fitted(skin, oof["folds"].astype(np.int64), neg)
+    assert neg_scores is not None
+    per_layer = {
+        str(layer): {
+            name: round(float(np.median([np.mean(skin[:, j] < d[i, j]) for d in neg])) * 100, 2)
+            for i, name in enumerate(names)
+        }
+        for j, layer in enumerate(oof["layer_names"])
+    }
+    combined = {
+        name: [round(float(np.mean(scores < s[i])) * 100, 2) for s in neg_scores]
+        for i, name in enumerate(names)
+    }
+    return {"tag": tag, "combined": combined, "per_layer": per_layer}
+
+
+def add_to_oof(
+    oof_path: Path, data: Path, shared: Path, work_dir: Path, tag: str
+) -> dict[str, Any]:
+    """Compute the arrays from the kept fold models and add them to `oof_path`."""
+    from service.images import load_rgb
+    from service.training.cv import all_photos
+    from service.training.cv_negatives import negative_images
+
+    with np.load(oof_path, allow_pickle=False) as stored:
+        oof = {key: stored[key] for key in stored.files}
+    items = all_photos(data)
+    names = [str(n) for n in oof["negative_names"]]
+    negatives = negative_images(shared, load_rgb(items[0].path))
+    if names != list(negatives):
+        raise SystemExit("the OOF file's negatives differ from these: re-run the CV to re-assemble")
+    imgsz = json.loads((work_dir / "plan.json").read_text())["recipe"]["imgsz"]
+    oof.update(
+        layer_arrays(
+            [i.path for i in items],
+            oof["labels"].astype(np.int64),
+            oof["folds"].astype(np.int64),
+            work_dir,
+            tag,
+            imgsz,
+            [negatives[n][1] for n in names],
+        )
+    )
+    np.savez_compressed(oof_path, allow_pickle=False, **oof)  # type: ignore[arg-type]
+    return placement(oof, tag)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from service.training.cv import DEFAULT_NAME
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--name", default=DEFAULT_NAME)
     parser.add_argument("--tag", default="ema", choices=("last", "ema"))
@@ -171,14 +139,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = Settings()
     torch.set_num_threads(args.threads)
-    work_dir = Path("build/cv") / args.name
-    imgsz = json.loads((work_dir / "plan.json").read_text())["recipe"]["imgsz"]
-    report = run(
-        settings.shared_dir / "data" / "skin6", settings.shared_dir, work_dir, args.tag, imgsz
+    oof_path = settings.models_dir / "cv" / f"{args.name}.oof.npz"
+    report = add_to_oof(
+        oof_path,
+        settings.shared_dir / "data" / "skin6",
+        settings.shared_dir,
+        Path("build/cv") / args.name,
+        args.tag,
     )
-    out = settings.models_dir / "cv" / f"{args.name}.layers.json"
+    out = oof_path.with_name(f"{args.name}.layers.json")
     out.write_text(json.dumps(report, indent=1) + "\n")
-    print(json.dumps(report, indent=1))
+    print(json.dumps(report["combined"], indent=1))
     return 0
 
 

@@ -2,7 +2,9 @@
 
 With `with_features=True` the graph has a second output, `features`: the globally average-pooled
 penultimate activations that feed the classification head (1280-d for EfficientNet-Lite0). The
-gate's feature-space out-of-distribution score reads them from the same session run.
+gate's feature-space out-of-distribution score reads them from the same session run. With
+`tapped=True` they are the multi-layer gate features instead (`layer_taps`: the pooled last
+layer followed by tapped blocks' channel means and standard deviations).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import numpy as np
 import onnxruntime as ort
 import torch
 from torch import nn
+
+from service.training.layer_taps import TappedFeatures
 
 OPSET = 17
 INPUT_NAME = "images"
@@ -60,22 +64,33 @@ class FlipAveraged(nn.Module):
         return (plain[0] + mirrored[0]) / 2, plain[1]
 
 
-def serving_graph(model: nn.Module, with_features: bool, flip_tta: bool) -> nn.Module:
-    """What the ONNX file computes: the model, with features and/or flip averaging."""
-    graph: nn.Module = LogitsAndFeatures(model).eval() if with_features else model
+def serving_graph(
+    model: nn.Module, with_features: bool, flip_tta: bool, tapped: bool = False
+) -> nn.Module:
+    """What the ONNX file computes: the model, with features (the pooled last layer, or with
+    `tapped` the multi-layer gate features of `layer_taps`) and/or flip averaging."""
+    graph: nn.Module = model
+    if with_features:
+        graph = (TappedFeatures(model) if tapped else LogitsAndFeatures(model)).eval()
     return FlipAveraged(graph, with_features).eval() if flip_tta else graph
 
 
 def export_onnx(
-    model: nn.Module, path: Path, imgsz: int, with_features: bool = False, flip_tta: bool = False
+    model: nn.Module,
+    path: Path,
+    imgsz: int,
+    with_features: bool = False,
+    flip_tta: bool = False,
+    tapped: bool = False,
 ) -> None:
     """Write `model` (eval mode, NCHW float input) as ONNX with a dynamic batch axis.
 
     Output 0 is always `logits`; `with_features` adds output 1, `features` (see module doc);
-    `flip_tta` averages the logits of each image and its mirror image (`FlipAveraged`).
+    `flip_tta` averages the logits of each image and its mirror image (`FlipAveraged`);
+    `tapped` makes the features the multi-layer ones (`layer_taps.tapped_forward`).
     """
     model.eval()
-    graph = serving_graph(model, with_features, flip_tta)
+    graph = serving_graph(model, with_features, flip_tta, tapped)
     outputs = [OUTPUT_NAME, FEATURES_NAME] if with_features else [OUTPUT_NAME]
     dummy = torch.zeros(2, 3, imgsz, imgsz)
     with warnings.catch_warnings():

@@ -93,6 +93,21 @@ def test_the_oof_file_has_one_held_out_prediction_per_photo(cv_run: dict[str, An
             assert (oof[f"{tag}_logits"] != 0).any(axis=1).all()  # every photo was predicted
             assert (oof[f"{tag}_feature_distance"] > 0).all()
             assert oof[f"{tag}_negative_distances"].shape == (2, len(oof["negative_names"]))
+            layers = oof[f"{tag}_layer_distances"]
+            assert layers.shape == (n, len(oof["layer_names"])) and (layers > 0).all()
+            assert oof[f"{tag}_negative_layer_distances"].shape == (
+                2,
+                len(oof["negative_names"]),
+                len(oof["layer_names"]),
+            )
+        assert list(oof["layer_names"]) == [
+            "last_layer",
+            "block2",
+            "block5",
+            "block8",
+            "block11",
+            "block15",
+        ]
         kinds = set(oof["negative_kinds"].tolist())
         assert {"shared DICOM", "generated", "radiology", "histology", "screenshot"} <= kinds
     for fold in (0, 1):
@@ -123,6 +138,11 @@ def test_fit_reports_cross_fitted_figures(cv_run: dict[str, Any]) -> None:
     )
     assert {"dwv__nema-vl2_j2kr", "chest_xray_like", "screenshot"} <= set(gate["negatives"])
     assert all(len(v["verdicts"]) == 2 for v in gate["negatives"].values())
+    assert gate["distance"] == "layered" and len(gate["layer_log_scale"]) == 6
+    counts = gate["negative_false_acceptance"]
+    assert counts["accepted"] + counts["held_back_as_unusual"] + counts["rejected"] == 2 * len(
+        gate["negatives"]
+    )
     assert 0 <= report["triage"]["threshold"] <= 0.5
     assert report["variants"][report["chosen"]]["by_photo_group"]["groups"] == len(cv_run["items"])
     text = format_cv_report(json.loads(json.dumps(report)))
@@ -162,9 +182,10 @@ def test_the_final_model_ships_with_the_oof_thresholds(cv_run: dict[str, Any]) -
     with torch.no_grad():
         plain, mirrored = model(images[:3]), model(images[:3].flip(-1))
     np.testing.assert_allclose(logits, ((plain + mirrored) / 2).numpy(), atol=1e-4)
-    assert features is not None and features.shape == (3, 1280)
+    assert features is not None and features.shape == (3, 2736)  # last layer + 5 blocks
     config = GateConfig.load(models)
     feature = config.features["effnet"]
+    assert feature.method == "layered-mahalanobis"
     assert feature.model_sha256 == loaded.onnx_sha256
     assert feature.unusual_threshold is not None
     assert feature.unusual_threshold <= feature.soft_threshold <= feature.threshold
@@ -237,12 +258,26 @@ def test_yolo_students_are_cross_validated_on_the_teachers_folds(cv_run: dict[st
 
 
 @pytest.mark.slow
-def test_multi_layer_distances_are_reported_out_of_fold(cv_run: dict[str, Any]) -> None:
+def test_multi_layer_distances_are_added_to_an_older_oof_file(
+    cv_run: dict[str, Any], tmp_path: Path
+) -> None:
     from service.training import cv_layers
 
-    report = cv_layers.run(cv_run["data"], cv_run["shared"], cv_run["work"], "ema", 64)
-    assert set(report["skin_over_percentile"]) == {str(p) for p in cv_layers.PERCENTILES}
-    assert all(0 <= v <= 1 for v in report["skin_over_percentile"].values())
-    assert set(report["per_layer"]) == {f"block{t}" for t in cv_layers.TAPS} | {cv_layers.LAST}
-    teeth = report["negatives"]["fo-dicom__GH195"]
+    older = tmp_path / "older.oof.npz"
+    with np.load(cv_run["oof"]) as stored:
+        arrays = {k: stored[k] for k in stored.files if "layer" not in k}
+        fresh = stored["ema_layer_distances"]
+    np.savez_compressed(older, **arrays)
+    report = cv_layers.add_to_oof(older, cv_run["data"], cv_run["shared"], cv_run["work"], "ema")
+    with np.load(older) as added:
+        np.testing.assert_allclose(added["ema_layer_distances"], fresh, rtol=1e-4)
+    teeth = report["combined"]["fo-dicom__GH195"]
     assert len(teeth) == 2 and all(0 <= p <= 100 for p in teeth)
+    assert set(report["per_layer"]) == {
+        "last_layer",
+        "block2",
+        "block5",
+        "block8",
+        "block11",
+        "block15",
+    }

@@ -1,0 +1,137 @@
+"""Multi-layer feature distance: the artefact, its scores, and the tapped ONNX graph."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from service.pipeline.feature_ood import FeatureDistance, fit_feature_distance
+from service.pipeline.layered_distance import LayeredDistance, LayerPart, load_distance
+from service.training.layer_gate import (
+    combined,
+    cross_fitted,
+    fit_layered_distance,
+    layer_distances,
+    log_scale,
+)
+from service.training.layer_taps import LAST_LAYER, TAPS, layout, tapped_forward
+from service.training.onnx_export import FEATURES_NAME, INPUT_NAME, export_onnx, onnx_parity
+
+
+def two_layers(seed: int = 0, n: int = 120) -> tuple[np.ndarray, np.ndarray]:
+    """Features of two 'layers' (8 + 6 columns), three classes apart in both."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(3), n)
+    first = np.abs(4.0 * np.eye(8)[:3][labels] + rng.normal(0, 0.3, (3 * n, 8)))
+    second = np.abs(3.0 * np.eye(6)[:3][labels] + rng.normal(0, 0.3, (3 * n, 6)))
+    return np.concatenate([first, second], axis=1), labels
+
+
+def fitted(x: np.ndarray, y: np.ndarray) -> LayeredDistance:
+    """Fitted on the even rows; the log scale from the odd (held-out) rows' distances."""
+    parts = [("a", 0, 8), ("b", 8, 14)]
+    scale = log_scale(layer_distances(x[::2], y[::2], parts, x[1::2]))
+    return fit_layered_distance(
+        x[::2], y[::2], parts, {name: tuple(scale[i]) for i, (name, _, _) in enumerate(parts)}
+    )
+
+
+def test_score_is_the_mean_layer_z_score_and_flags_a_change_in_either_layer() -> None:
+    x, y = two_layers()
+    distance = fitted(x, y)
+    held = distance.layer_scores(x[1::2])
+    assert held.shape == (180, 2)
+    assert np.allclose(distance.score(x[1::2]), held.mean(axis=1))
+    # out-of-fold standardisation: the held-out photos' log distances are z-scores
+    assert np.allclose(held.mean(axis=0), 0, atol=1e-6) and np.allclose(held.std(axis=0), 1)
+    limit = np.percentile(distance.score(x[1::2]), 99)
+    odd_second = x[1::2][:5].copy()
+    odd_second[:, 8:] = np.abs(np.random.default_rng(2).normal(0, 1, (5, 6)))  # only layer b
+    assert (distance.layer_scores(odd_second)[:, 1] > limit).all()
+    assert (distance.score(odd_second) > limit).all()
+
+
+def test_artefact_round_trips_and_loads_by_kind(tmp_path: Path) -> None:
+    x, y = two_layers()
+    distance = fitted(x, y)
+    path = tmp_path / "layers.npz"
+    path.write_bytes(distance.to_bytes())
+    loaded = load_distance(path)
+    assert isinstance(loaded, LayeredDistance)
+    assert [p.name for p in loaded.parts] == ["a", "b"]
+    assert np.allclose(loaded.score(x[:20]), distance.score(x[:20]))
+    with np.load(path, allow_pickle=False) as arrays:  # no pickled objects in the artefact
+        assert "bounds" in arrays.files
+    single = tmp_path / "single.npz"
+    single.write_bytes(fit_feature_distance(x, y, dims=8).to_bytes())
+    assert isinstance(load_distance(single), FeatureDistance)
+
+
+def test_wrong_width_and_bad_scale_are_refused() -> None:
+    x, y = two_layers()
+    distance = fitted(x, y)
+    with pytest.raises(ValueError, match="expected"):
+        distance.score(x[:, :10])
+    part = distance.parts[0]
+    broken = LayeredDistance((LayerPart(part.name, 0, 8, part.distance, 0.0, 0.0),))
+    with np.load(io.BytesIO(broken.to_bytes()), allow_pickle=False) as npz:
+        arrays = {key: npz[key] for key in npz.files}
+    with pytest.raises(ValueError, match="log scale"):
+        LayeredDistance.from_arrays(arrays)
+
+
+@pytest.fixture(scope="module")
+def small_effnet() -> torch.nn.Module:
+    from service.training.effnet_model import EffnetRecipe, build_model
+
+    torch.manual_seed(0)
+    return build_model(6, EffnetRecipe(imgsz=64)).eval()
+
+
+def test_tapped_forward_keeps_the_logits_and_lays_out_every_layer(
+    small_effnet: torch.nn.Module,
+) -> None:
+    images = torch.randn(3, 3, 64, 64)
+    with torch.no_grad():
+        logits, features = tapped_forward(small_effnet, images)
+        expected = small_effnet(images)
+    assert torch.allclose(logits, expected, atol=1e-5)
+    parts = layout(small_effnet)
+    assert [p[0] for p in parts] == [LAST_LAYER, *(f"block{t}" for t in TAPS)]
+    assert parts[0] == (LAST_LAYER, 0, 1280) and parts[-1][2] == features.shape[1] == 2736
+    # hooks are gone afterwards: a plain forward pass is unaffected
+    assert not any(b._forward_hooks for b in small_effnet.get_submodule("_blocks").children())
+
+
+def test_tapped_onnx_graph_matches_torch_with_flip_averaging(
+    small_effnet: torch.nn.Module, tmp_path: Path
+) -> None:
+    path = tmp_path / "tapped.onnx"
+    export_onnx(small_effnet, path, 64, with_features=True, flip_tta=True, tapped=True)
+    images = torch.randn(2, 3, 64, 64)
+    assert onnx_parity(small_effnet, path, images, flip_tta=True) < 1e-4
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (features,) = session.run([FEATURES_NAME], {INPUT_NAME: images.numpy()})
+    with torch.no_grad():
+        _, expected = tapped_forward(small_effnet, images)  # the plain image's features
+    assert np.allclose(features, expected.numpy(), atol=1e-4)
+
+
+def test_combined_and_cross_fitted_scores_match_the_artefact() -> None:
+    x, y = two_layers()
+    parts = [("a", 0, 8), ("b", 8, 14)]
+    held = layer_distances(x[::2], y[::2], parts, x[1::2])
+    distance = fitted(x, y)
+    assert np.allclose(combined(held, log_scale(held)), distance.score(x[1::2]))
+    folds = np.arange(len(held)) % 3
+    scores, neg = cross_fitted(held, folds, np.stack([held[:4]] * 3))
+    assert neg is not None and neg.shape == (3, 4)
+    for f in range(3):  # fold f on the scale of the other folds
+        scale = log_scale(held[folds != f])
+        assert np.allclose(scores[folds == f], combined(held[folds == f], scale))
+        assert np.allclose(neg[f], combined(held[:4], scale))
