@@ -14,12 +14,17 @@ from tqdm import tqdm
 
 from service.bootstrap import build_services
 from service.errors import error_from_problem
-from service.evaluation.dataset import find_manifest, list_labelled_images
+from service.evaluation.dataset import file_sha256, find_manifest, list_labelled_images
 from service.evaluation.metrics import classification_metrics, group_metrics
 from service.images import load_rgb
 from service.intake.cases import Limits, case_from_fields
 from service.pipeline import events as ev
-from service.pipeline.backends import available_backends, load_screener
+from service.pipeline.backends import (
+    ENSEMBLE_CARD,
+    available_backends,
+    card_path,
+    load_screener,
+)
 from service.settings import Settings
 
 
@@ -98,8 +103,33 @@ def evaluate_dir(settings: Settings, folder: Path, backends: list[str]) -> dict[
         by_group = group_metrics(p, y, [i.group for i in items], classes)
         by_group.pop("per_group")
         metrics["by_photo_group"] = by_group
+        if trained_on(_card_file(settings, backend), folder):
+            metrics["in_sample"] = (
+                "this model was trained on these photos: see its card's cross-validated figures"
+            )
         results[backend] = metrics
     return results
+
+
+def _card_file(settings: Settings, backend: str) -> Path | None:
+    if backend == "ensemble":
+        return settings.models_dir / ENSEMBLE_CARD
+    return card_path(settings, backend) if backend in ("yolo", "effnet") else None
+
+
+def trained_on(card: Path | None, folder: Path) -> bool:
+    """Whether the card (or, for an ensemble, a member's card) lists `folder` — a split of the
+    same manifest — as training data."""
+    manifest = find_manifest(folder)
+    if card is None or not card.is_file() or manifest is None:
+        return False
+    raw = json.loads(card.read_text(encoding="utf-8"))
+    members = [card.parent / str(m["card"]) for m in raw.get("members", []) if "card" in m]
+    if any(trained_on(member, folder) for member in members):
+        return True
+    data = raw.get("training", {}).get("data", {})
+    same = data.get("manifest_sha256") == file_sha256(manifest)
+    return same and folder.name in data.get("splits", [])
 
 
 def diagnose_file(settings: Settings, image_path: Path, out: Path, fields: dict[str, str]) -> int:

@@ -122,6 +122,7 @@ def ship_final(
     )
     figures = report["variants"][variant]
     card["training"]["data"]["photos"] = "skin6 train + val (all 2,026 photos)"
+    card["training"]["data"]["splits"] = ["train", "val"]  # `skinscreen evaluate` flags them
     card["calibration"] = {
         "method": "temperature scaling fitted on the OOF logits of the CV (NLL)",
         "temperature": report["temperature"],

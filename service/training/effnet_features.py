@@ -29,7 +29,13 @@ from service.pipeline.classifier import OnnxClassifier, softmax
 from service.pipeline.model_card import ModelCard, write_card
 from service.settings import Settings
 from service.training.effnet import EffnetRecipe, build_model, cache_eval_images
-from service.training.onnx_export import FEATURES_NAME, OUTPUT_NAME, export_onnx, onnx_parity
+from service.training.onnx_export import (
+    FEATURES_NAME,
+    OUTPUT_NAME,
+    export_onnx,
+    onnx_parity,
+    serving_graph,
+)
 
 PARITY_TOLERANCE = 1e-5
 PARITY_IMAGES = 16
@@ -44,6 +50,19 @@ def load_torch_model(card: ModelCard) -> torch.nn.Module:
     model = build_model(len(card.classes), EffnetRecipe(imgsz=card.imgsz))
     model.load_state_dict(torch.load(pt, map_location="cpu", weights_only=True))
     return model.eval()
+
+
+def serving_model(card: ModelCard) -> torch.nn.Module:
+    """The torch module that the card's ONNX graph computes: logits and, if the card lists
+    them, the features (pooled, or multi-layer per `recipe.features`), flip-averaged when its
+    weights variant (`training.recipe.weights`) says `+flip` (`cv_final`)."""
+    recipe = card.raw.get("training", {}).get("recipe", {})
+    return serving_graph(
+        load_torch_model(card),
+        with_features=FEATURES_NAME in card.outputs,
+        flip_tta=str(recipe.get("weights", "")).endswith("+flip"),
+        tapped=recipe.get("features", {}).get("kind") == "multi-layer gate features",
+    ).eval()
 
 
 def with_outputs(raw: dict[str, Any], outputs: list[str]) -> dict[str, Any]:
@@ -90,6 +109,8 @@ def update_ensemble_card(models_dir: Path, old_sha: str, new_sha: str) -> bool:
 def reexport_with_features(card_file: Path, data: Path) -> dict[str, Any]:
     """Replace `card_file`'s ONNX by the two-output graph after the checks in the module doc."""
     card = ModelCard.load(card_file)
+    if FEATURES_NAME in card.outputs:
+        raise SystemExit(f"{card.name} already outputs {FEATURES_NAME}: nothing to re-export")
     old = OnnxClassifier(card)
     model = load_torch_model(card)
     val = list_labelled_images(data / "val", card.classes, find_manifest(data))

@@ -16,6 +16,7 @@ def test_evaluate_reports_metrics_per_backend(skin6_dir: Path, tmp_path: Path) -
         (folder / class_dir.name).mkdir(parents=True)
         for image in sorted(class_dir.glob("*.jpg"))[:2]:
             shutil.copyfile(image, folder / class_dir.name / image.name)
+    shutil.copyfile(skin6_dir / "manifest.csv", tmp_path / "manifest.csv")  # the same data set
     out = subprocess.run(
         [
             sys.executable,
@@ -47,6 +48,8 @@ def test_evaluate_reports_metrics_per_backend(skin6_dir: Path, tmp_path: Path) -
             "by_photo_group",
         } <= set(metrics)
     assert "evaluate effnet" in out.stderr  # the progress bar
+    # the v2 EfficientNet trained on train + val: its figures here are flagged as in-sample
+    assert "in_sample" in results["effnet"] and "in_sample" not in results["yolo"]
 
 
 def test_diagnose_writes_a_pdf(skin_jpeg: bytes, tmp_path: Path) -> None:

@@ -111,8 +111,12 @@ def test_dicom_diagnose_end_to_end(
     assert source.StudyInstanceUID in flat
 
 
+#: The v2 gate holds the teeth photo back instead of rejecting it (see `tests/unit/test_gate.py`).
+HELD_BACK = {"fo-dicom__GH195.dcm"}
+
+
 @pytest.mark.parametrize("name", NEGATIVES)
-def test_shared_negatives_accepted_then_rejected(
+def test_shared_negatives_accepted_then_refused(
     live_server: LiveServer, shared_dir: Path, name: str
 ) -> None:
     body = (shared_dir / "dicom" / name).read_bytes()
@@ -124,6 +128,9 @@ def test_shared_negatives_accepted_then_rejected(
     )
     assert r.status_code == 200, r.text
     result = r.json()
+    if name in HELD_BACK:
+        assert (result["status"], result["reasons"]) == ("inconclusive", ["unusual_image"]), result
+        return
     assert result["status"] == "rejected" and result["reasons"], result
     assert "probabilities" not in result
 

@@ -67,6 +67,10 @@ def cv_run(
     }
 
 
+#: The multi-layer gate's parts, in feature-column order (`layer_taps.layout`).
+LAYERS = ["last_layer", "block2", "block5", "block8", "block11", "block15"]
+
+
 @pytest.mark.slow
 def test_a_killed_fold_resumes_from_its_checkpoint(cv_run: dict[str, Any]) -> None:
     work = cv_run["work"]
@@ -100,14 +104,7 @@ def test_the_oof_file_has_one_held_out_prediction_per_photo(cv_run: dict[str, An
                 len(oof["negative_names"]),
                 len(oof["layer_names"]),
             )
-        assert list(oof["layer_names"]) == [
-            "last_layer",
-            "block2",
-            "block5",
-            "block8",
-            "block11",
-            "block15",
-        ]
+        assert list(oof["layer_names"]) == LAYERS
         kinds = set(oof["negative_kinds"].tolist())
         assert {"shared DICOM", "generated", "radiology", "histology", "screenshot"} <= kinds
     for fold in (0, 1):
@@ -273,11 +270,4 @@ def test_multi_layer_distances_are_added_to_an_older_oof_file(
         np.testing.assert_allclose(added["ema_layer_distances"], fresh, rtol=1e-4)
     teeth = report["combined"]["fo-dicom__GH195"]
     assert len(teeth) == 2 and all(0 <= p <= 100 for p in teeth)
-    assert set(report["per_layer"]) == {
-        "last_layer",
-        "block2",
-        "block5",
-        "block8",
-        "block11",
-        "block15",
-    }
+    assert list(report["per_layer"]) == LAYERS

@@ -73,20 +73,22 @@ def effnet(settings: Settings) -> OnnxClassifier:
 def test_two_output_graph_matches_torch(
     effnet: OnnxClassifier, skin6_val_images: dict[str, list[Path]]
 ) -> None:
-    """Logits and pooled features of the shipped ONNX equal the torch model rebuilt from .pt."""
+    """Logits and gate features of the shipped ONNX equal the torch model rebuilt from .pt (with
+    the flip averaging and multi-layer features its card names)."""
     torch = pytest.importorskip("torch", reason="needs the `train` extra")
     pytest.importorskip("efficientnet_lite_pytorch", reason="needs the `train` extra")
-    from service.training.effnet_features import load_torch_model
-    from service.training.onnx_export import LogitsAndFeatures
+    from service.training.effnet_features import serving_model
 
     assert effnet.card.outputs == ("logits", "features") and effnet.has_features
     images = [load_rgb(paths[0]) for paths in skin6_val_images.values()][:4]
     logits, features = effnet.forward(images)
-    model = LogitsAndFeatures(load_torch_model(effnet.card)).eval()
+    model = serving_model(effnet.card)
     batch = torch.from_numpy(np.stack([effnet.preprocess(i) for i in images]))
     with torch.no_grad():
         expected_logits, expected_features = (t.numpy() for t in model(batch))
-    assert features is not None and features.shape == (4, 1280)
+    layered = "features" in effnet.card.raw["training"]["recipe"]  # v2: multi-layer features
+    width = 2736 if layered else 1280
+    assert features is not None and features.shape == (4, width)
     np.testing.assert_allclose(logits, expected_logits, atol=1e-4)
     np.testing.assert_allclose(features, expected_features, atol=1e-4)
     np.testing.assert_array_equal(effnet.features(images), features)
