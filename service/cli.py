@@ -44,11 +44,15 @@ def _cmd_train_cv(args: argparse.Namespace) -> int:
         if args.epochs is not None:
             argv += ["--epochs", str(args.epochs)]
         return yolo_cv.main(argv)
-    name = args.name or cv.DEFAULT_NAME
+    name = args.name or f"skinscreen-{args.arch}"  # efficientnet-lite0: cv.DEFAULT_NAME
     # the same work dir as `python -m service.training.cv` (cv_final and yolo_cv read it)
     work = f"build/cv/{name}" if args.work_dir == TRAIN_WORK_DIR else f"{args.work_dir}/{name}"
     argv = ["--data", args.data, "--k", str(args.cv), "--name", name, "--out", f"{args.out}/cv"]
     argv += ["--work-dir", work]
+    argv += ["--arch", args.arch]
+    if args.imgsz is not None:  # training crops ~6/7 of it (multiple of 32), as in the recipe
+        train_imgsz = round(args.imgsz * 6 / 7 / 32) * 32
+        argv += ["--imgsz", str(args.imgsz), "--train-imgsz", str(train_imgsz)]
     if args.epochs is not None:
         argv += ["--epochs", str(args.epochs)]
     if cv.main(argv) != 0:
@@ -248,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--arch",
         default="yolov8n-cls",
-        help="Ultralytics YAML name (yolov8n-cls, yolov8s-cls) or efficientnet-lite0",
+        help="Ultralytics YAML name (yolov8n-cls, yolov8s-cls) or efficientnet-lite0|1|2",
     )
     train.add_argument("--epochs", type=int, default=None, help="default: the recipe's")
     train.add_argument("--imgsz", type=int, default=None, help="default: the recipe's (224)")

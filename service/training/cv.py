@@ -30,7 +30,7 @@ from service.pipeline.feature_ood import fit_feature_distance
 from service.training.cv_fold import TAGS, train_fold
 from service.training.cv_layers import layer_arrays
 from service.training.cv_negatives import negative_distances, negative_images
-from service.training.effnet_model import EffnetRecipe
+from service.training.effnet_model import WEIGHT_PACKAGES, EffnetRecipe
 
 DEFAULT_NAME = "skinscreen-efficientnet-lite0"
 #: The shipped recipe (fixed before the CV; nothing in it is chosen on a held-out fold).
@@ -71,6 +71,8 @@ def prepare(data: Path, work_dir: Path, k: int, recipe: EffnetRecipe) -> npt.NDA
     path = work_dir / "plan.json"
     if path.is_file():
         before = json.loads(path.read_text())
+        # a plan from before a recipe field existed holds that field's default
+        before["recipe"] = asdict(EffnetRecipe(**before.get("recipe", {})))
         if before != plan:
             raise SystemExit(
                 f"{path} was written for another data set, k or recipe: use a new "
@@ -163,6 +165,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--work-dir", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=Path("models/cv"))
     parser.add_argument("--epochs", type=int, default=CV_RECIPE.epochs)
+    parser.add_argument("--arch", default=CV_RECIPE.arch, choices=sorted(WEIGHT_PACKAGES))
+    parser.add_argument("--imgsz", type=int, default=CV_RECIPE.imgsz, help="inference size")
+    parser.add_argument(
+        "--train-imgsz", type=int, default=CV_RECIPE.train_imgsz, help="training crop size"
+    )
     parser.add_argument(
         "--shared", type=Path, default=None, help="shared folder (DICOM negatives); settings"
     )
@@ -175,7 +182,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         from service.settings import Settings
 
         args.shared = Settings().shared_dir
-    recipe = EffnetRecipe(**{**asdict(CV_RECIPE), "epochs": args.epochs, "patience": args.epochs})
+    recipe = EffnetRecipe(
+        **{
+            **asdict(CV_RECIPE),
+            "epochs": args.epochs,
+            "patience": args.epochs,
+            "arch": args.arch,
+            "imgsz": args.imgsz,
+            "train_imgsz": args.train_imgsz,
+            "cache_edge": args.train_imgsz + args.train_imgsz // 4,
+        }
+    )
     work_dir = args.work_dir or Path("build/cv") / args.name
     out = run_cv(
         args.data, work_dir, args.out / f"{args.name}.oof.npz", args.k, recipe, args.shared

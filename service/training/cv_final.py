@@ -37,7 +37,7 @@ from service.training.cv import CV_RECIPE, DEFAULT_NAME, EMA_DECAY, all_photos
 from service.training.cv_fold import logits_and_features, train_fixed_schedule
 from service.training.effnet_data import cache_eval_images, cache_train_images
 from service.training.effnet_fit import seed_everything
-from service.training.effnet_model import ARCH, IMAGENET_MEAN, IMAGENET_STD, EffnetRecipe
+from service.training.effnet_model import IMAGENET_MEAN, IMAGENET_STD, EffnetRecipe
 from service.training.ensemble_relink import relink_ensemble
 from service.training.layer_gate import fit_layered_distance, tapped_features
 from service.training.layer_taps import layout
@@ -98,7 +98,7 @@ def ship_final(
         out_dir=models_dir,
         name=name,
         version=version,
-        architecture=f"{ARCH} (ImageNet-pretrained, fine-tuned on all skin6 photos)"
+        architecture=f"{recipe.arch} (ImageNet-pretrained, fine-tuned on all skin6 photos)"
         + (", flip test-time augmentation in the graph" if flip else ""),
         framework=f"torch {torch.__version__}",
         imgsz=recipe.imgsz,

@@ -48,6 +48,20 @@ def logits_and_features(
     return np.concatenate(logits).astype(np.float32), np.concatenate(features).astype(np.float32)
 
 
+def plan_recipe(work_dir: Path) -> EffnetRecipe:
+    """The recipe a CV run's `plan.json` was written for (architecture, sizes, ...)."""
+    return EffnetRecipe(**json.loads((work_dir / "plan.json").read_text())["recipe"])
+
+
+def saved_model(work_dir: Path, stem: str, tag: str, num_classes: int) -> nn.Module:
+    """`<stem>.<tag>.pt` of a CV run (a fold's or the final model), in eval mode, built for the
+    run's recipe."""
+    model = build_model(num_classes, plan_recipe(work_dir))
+    state = torch.load(work_dir / f"{stem}.{tag}.pt", map_location="cpu", weights_only=True)
+    model.load_state_dict(state)
+    return model.eval()
+
+
 def _save_atomic(path: Path, write: Callable[[Path], None]) -> None:
     partial = path.with_name(path.name + ".partial")
     write(partial)

@@ -30,8 +30,9 @@ from PIL import Image
 from service.pipeline.domain import CLASSES
 from service.pipeline.preprocess import classify_tensor
 from service.settings import Settings
+from service.training.cv_fold import saved_model
 from service.training.effnet_data import cache_eval_images
-from service.training.effnet_model import IMAGENET_MEAN, IMAGENET_STD, EffnetRecipe, build_model
+from service.training.effnet_model import IMAGENET_MEAN, IMAGENET_STD
 from service.training.layer_gate import cross_fitted, fold_layer_distances
 from service.training.layer_taps import layout
 
@@ -57,8 +58,7 @@ def layer_arrays(
     neg_d: list[FloatArray] = []
     names: list[str] = []
     for fold in range(k):
-        model = build_model(len(CLASSES), EffnetRecipe(imgsz=imgsz))
-        model.load_state_dict(torch.load(work_dir / f"fold{fold}.{tag}.pt", map_location="cpu"))
+        model = saved_model(work_dir, f"fold{fold}", tag, len(CLASSES))
         names = [name for name, _, _ in layout(model)]
         train, held = folds != fold, folds == fold
         out = fold_layer_distances(

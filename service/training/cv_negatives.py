@@ -21,8 +21,8 @@ from service.evaluation.negatives import dicom_negatives, generated_negatives, w
 from service.pipeline.domain import CLASSES
 from service.pipeline.feature_ood import fit_feature_distance
 from service.pipeline.preprocess import classify_tensor
-from service.training.cv_fold import logits_and_features
-from service.training.effnet_model import IMAGENET_MEAN, IMAGENET_STD, EffnetRecipe, build_model
+from service.training.cv_fold import logits_and_features, saved_model
+from service.training.effnet_model import IMAGENET_MEAN, IMAGENET_STD
 
 
 def negative_images(shared_dir: Path, skin: Image.Image) -> dict[str, tuple[str, Image.Image]]:
@@ -50,9 +50,7 @@ def negative_distances(
     )
     rows = []
     for fold in range(k):
-        model = build_model(len(CLASSES), EffnetRecipe(imgsz=imgsz))
-        state = torch.load(work_dir / f"fold{fold}.{tag}.pt", map_location="cpu")
-        model.load_state_dict(state)
+        model = saved_model(work_dir, f"fold{fold}", tag, len(CLASSES))
         _, features = logits_and_features(model, batch)
         with np.load(work_dir / f"fold{fold}.npz") as part:
             distance = fit_feature_distance(

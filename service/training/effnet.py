@@ -81,13 +81,13 @@ def train_effnet(
     onnx_path = out_dir / f"{name}.onnx"
     export_onnx(model, onnx_path, recipe.imgsz, with_features=True)
     training_log["onnx_max_abs_diff_vs_torch"] = onnx_parity(model, onnx_path, val_images[:8])
-    weights = pretrained_weights_path()
+    weights = pretrained_weights_path(recipe.arch)
     return ship_model(
         data=data,
         out_dir=out_dir,
         name=name,
         version=version,
-        architecture=f"{ARCH} (ImageNet-pretrained, fine-tuned)",
+        architecture=f"{recipe.arch} (ImageNet-pretrained, fine-tuned)",
         framework=f"torch {torch.__version__}",
         imgsz=recipe.imgsz,
         mean=IMAGENET_MEAN,

@@ -47,7 +47,8 @@ def load_torch_model(card: ModelCard) -> torch.nn.Module:
     pt = card.path.parent / str(weights["pt"])
     if file_sha256(pt) != weights["pt_sha256"]:
         raise ValueError(f"{pt.name}: sha256 differs from the card")
-    model = build_model(len(card.classes), EffnetRecipe(imgsz=card.imgsz))
+    arch = card.raw.get("training", {}).get("recipe", {}).get("arch", EffnetRecipe.arch)
+    model = build_model(len(card.classes), EffnetRecipe(imgsz=card.imgsz, arch=arch))
     model.load_state_dict(torch.load(pt, map_location="cpu", weights_only=True))
     return model.eval()
 

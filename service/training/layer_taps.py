@@ -15,16 +15,32 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-#: EfficientNet-Lite0 blocks whose outputs are tapped (24, 80, 112, 192 and 320 channels).
+#: EfficientNet-Lite0 blocks whose outputs are tapped (24, 80, 112, 192 and 320 channels): the
+#: last block of the 24-channel stage, the first of the 80-, 112- and 192-channel stages, and
+#: the last block (`default_taps` finds the same places in Lite1/Lite2).
 TAPS = (2, 5, 8, 11, 15)
 LAST_LAYER = "last_layer"
 
 
+def default_taps(model: nn.Module) -> tuple[int, ...]:
+    """`TAPS` located by channel width, for any EfficientNet-Lite depth."""
+    widths = []
+    for block in model.get_submodule("_blocks").children():
+        norm = block.get_submodule("_bn2")
+        assert isinstance(norm, nn.BatchNorm2d)
+        widths.append(norm.num_features)
+    last_24 = max(i for i, w in enumerate(widths) if w == 24)
+    firsts = [widths.index(w) for w in (80, 112, 192)]
+    return (last_24, *firsts, len(widths) - 1)
+
+
 def tapped_forward(
-    model: nn.Module, images: torch.Tensor, taps: Sequence[int] = TAPS
+    model: nn.Module, images: torch.Tensor, taps: Sequence[int] | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(logits, gate features) of an EfficientNet-style model; the logits are its own
-    `forward`'s in eval mode (same path: features, pooling, dropout, head)."""
+    `forward`'s in eval mode (same path: features, pooling, dropout, head). Default taps:
+    `default_taps(model)`."""
+    taps = default_taps(model) if taps is None else taps
     blocks = list(model.get_submodule("_blocks").children())
     caught: dict[int, torch.Tensor] = {}
     hooks = [
@@ -45,8 +61,9 @@ def tapped_forward(
     return logits, torch.cat([pooled, *(caught[t] for t in taps)], 1)
 
 
-def layout(model: nn.Module, taps: Sequence[int] = TAPS) -> list[tuple[str, int, int]]:
+def layout(model: nn.Module, taps: Sequence[int] | None = None) -> list[tuple[str, int, int]]:
     """(name, first column, end column) of every part of `tapped_forward`'s features."""
+    taps = default_taps(model) if taps is None else taps
     blocks = list(model.get_submodule("_blocks").children())
     head = model.get_submodule("_fc")
     assert isinstance(head, nn.Linear)
@@ -65,9 +82,10 @@ def layout(model: nn.Module, taps: Sequence[int] = TAPS) -> list[tuple[str, int,
 class TappedFeatures(nn.Module):
     """`tapped_forward` as a module (for the ONNX export)."""
 
-    def __init__(self, model: nn.Module, taps: Sequence[int] = TAPS) -> None:
+    def __init__(self, model: nn.Module, taps: Sequence[int] | None = None) -> None:
         super().__init__()
-        self.model, self.taps = model, tuple(taps)
+        self.model = model
+        self.taps = default_taps(model) if taps is None else tuple(taps)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return tapped_forward(self.model, images, self.taps)

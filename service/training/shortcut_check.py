@@ -29,7 +29,8 @@ from service.pipeline.domain import CLASSES
 from service.pipeline.preprocess import classify_tensor
 from service.settings import Settings
 from service.training.cv import DEFAULT_NAME, all_photos
-from service.training.effnet_model import IMAGENET_MEAN, IMAGENET_STD, EffnetRecipe, build_model
+from service.training.cv_fold import saved_model
+from service.training.effnet_model import IMAGENET_MEAN, IMAGENET_STD
 
 
 def shipped_check(settings: Settings, backend: str) -> dict[str, Any]:
@@ -58,9 +59,7 @@ def cv_check(data: Path, work_dir: Path, variant: str, imgsz: int) -> dict[str, 
     tag, flip = variant.split("+")[0], variant.endswith("+flip")
     models = []
     for fold in range(int(folds.max()) + 1):
-        model = build_model(len(CLASSES), EffnetRecipe(imgsz=imgsz))
-        model.load_state_dict(torch.load(work_dir / f"fold{fold}.{tag}.pt", map_location="cpu"))
-        models.append(model.eval())
+        models.append(saved_model(work_dir, f"fold{fold}", tag, len(CLASSES)))
     order = list(range(len(items)))  # predict() receives the photos in this order
 
     def predict(images: list[Image.Image]) -> npt.NDArray[np.int64]:

@@ -6,6 +6,7 @@ Real EfficientNet-Lite0 training on a few skin6 photos at 64 px (the TINY recipe
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,21 @@ def test_the_oof_file_has_one_held_out_prediction_per_photo(cv_run: dict[str, An
 def test_a_changed_plan_is_refused(cv_run: dict[str, Any]) -> None:
     with pytest.raises(SystemExit, match="another data set"):
         cv.prepare(cv_run["data"], cv_run["work"], 3, RECIPE)
+    with pytest.raises(SystemExit, match="another data set"):
+        cv.prepare(cv_run["data"], cv_run["work"], 2, replace(RECIPE, arch="efficientnet-lite1"))
+
+
+@pytest.mark.slow
+def test_a_plan_from_before_the_arch_field_still_resumes(cv_run: dict[str, Any]) -> None:
+    plan_path = cv_run["work"] / "plan.json"
+    original = plan_path.read_text()
+    plan = json.loads(original)
+    del plan["recipe"]["arch"]  # as written before Lite1/Lite2 were supported
+    plan_path.write_text(json.dumps(plan))
+    try:
+        assert (cv.prepare(cv_run["data"], cv_run["work"], 2, RECIPE) == cv_run["folds"]).all()
+    finally:
+        plan_path.write_text(original)
 
 
 @pytest.mark.slow

@@ -135,3 +135,17 @@ def test_combined_and_cross_fitted_scores_match_the_artefact() -> None:
         scale = log_scale(held[folds != f])
         assert np.allclose(scores[folds == f], combined(held[folds == f], scale))
         assert np.allclose(neg[f], combined(held[:4], scale))
+
+
+def test_taps_are_found_by_width_in_every_lite_variant(small_effnet: torch.nn.Module) -> None:
+    from service.training.effnet_model import EffnetRecipe, build_model, pretrained_weights_path
+    from service.training.layer_taps import default_taps
+
+    assert default_taps(small_effnet) == TAPS
+    lite1 = build_model(6, EffnetRecipe(imgsz=64, arch="efficientnet-lite1")).eval()
+    assert default_taps(lite1) == (3, 7, 11, 15, 20)  # 21 blocks: deeper stages, same places
+    with torch.no_grad():
+        logits, features = tapped_forward(lite1, torch.randn(2, 3, 64, 64))
+    assert logits.shape == (2, 6) and features.shape[1] == layout(lite1)[-1][2]
+    with pytest.raises(ValueError, match="unknown"):
+        pretrained_weights_path("efficientnet-lite9")
