@@ -86,8 +86,8 @@ def test_two_output_graph_matches_torch(
     batch = torch.from_numpy(np.stack([effnet.preprocess(i) for i in images]))
     with torch.no_grad():
         expected_logits, expected_features = (t.numpy() for t in model(batch))
-    layered = "features" in effnet.card.raw["training"]["recipe"]  # v2: multi-layer features
-    width = 2736 if layered else 1280
+    kind = effnet.card.raw["training"]["recipe"].get("features", {}).get("kind")
+    width = 2736 if kind == "multi-layer gate features" else 1280  # v2: last layer + 5 blocks
     assert features is not None and features.shape == (4, width)
     np.testing.assert_allclose(logits, expected_logits, atol=1e-4)
     np.testing.assert_allclose(features, expected_features, atol=1e-4)
