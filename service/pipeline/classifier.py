@@ -100,7 +100,7 @@ class OnnxClassifier:
         return classify_tensor(image, self.card.imgsz, self.card.mean, self.card.std)
 
     def forward(self, images: Sequence[Image.Image]) -> tuple[FloatArray, FeatureArray | None]:
-        """Logits (as `logits` returns them) and, if the card lists them, the pooled features.
+        """Logits (as `logits` returns them) and, if the card lists them, the gate features.
 
         One session run gives both; features are None for a graph without that output.
         """

@@ -98,8 +98,13 @@ class LayeredDistance:
                 projection=np.asarray(arrays[f"projection_{i}"], dtype=np.float32),
                 centroids=np.asarray(arrays[f"centroids_{i}"], dtype=np.float32),
             )
-            if float(scale[1]) <= 0:
-                raise ValueError(f"layer {name}: log scale must be positive")
+            finite = all(
+                np.isfinite(a).all() for a in (scale, distance.projection, distance.centroids)
+            )
+            if not finite or float(scale[1]) <= 0:
+                raise ValueError(f"layer {name}: non-finite values or a log scale that is not > 0")
+            if distance.projection.shape[0] != int(bounds[1]) - int(bounds[0]):
+                raise ValueError(f"layer {name}: projection rows differ from its column range")
             parts.append(
                 LayerPart(str(name), int(bounds[0]), int(bounds[1]), distance, *map(float, scale))
             )

@@ -35,7 +35,8 @@ class ModelPass:
     T = 1), averaged over an ensemble's members; `max_logit` is the largest logit (Hendrycks et
     al. 2022). Both grow with familiarity. For a graph that outputs probabilities the logits are
     log-probabilities: its energy is constant 0 and its max_logit is log(top probability).
-    `features` are the pooled penultimate features of `feature_source`, None without one.
+    `features` are the gate features of `feature_source` (the pooled penultimate layer, or for a
+    v2 EfficientNet that layer and five tapped blocks), None without one.
     """
 
     probabilities: FloatArray

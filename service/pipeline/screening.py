@@ -12,6 +12,7 @@ verdict itself is `pipeline.policy.verdict`.
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -63,6 +64,8 @@ def unfamiliarity(
         return "clear"
     few_skin = skin_fraction < q.soft_skin_fraction
     if feature is not None and distance is not None:
+        if not math.isfinite(distance):  # a broken score never lets a photo through
+            return "clear"
         if distance > feature.threshold or (few_skin and distance > feature.soft_threshold):
             return "clear"
         bars = (feature.unusual_threshold, feature.unusual_few_skin_threshold if few_skin else None)

@@ -92,7 +92,7 @@ def ship_final(
     torch.save(model.state_dict(), models_dir / f"{name}.pt")
     onnx_path = models_dir / f"{name}.onnx"
     export_onnx(model, onnx_path, recipe.imgsz, with_features=True, flip_tta=flip, tapped=layered)
-    parity = onnx_parity(model, onnx_path, eval_images[:8], flip_tta=flip)
+    parity = onnx_parity(model, onnx_path, eval_images[:8], flip_tta=flip, tapped=layered)
     card = ship_model(
         data=data,
         out_dir=models_dir,
@@ -240,6 +240,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--models-dir", type=Path, default=None)
     args = parser.parse_args(argv)
     settings = Settings()
+    if args.models_dir is None and args.name != settings.effnet_model:
+        # gate.json / triage.json entries named `effnet` would point at weights nobody serves
+        raise SystemExit(
+            f"{args.name} is not the served effnet model ({settings.effnet_model}): ship it to "
+            "another --models-dir, or set SKINSCREEN_EFFNET_MODEL to serve it"
+        )
     models_dir = args.models_dir or settings.models_dir
     data = args.data or settings.shared_dir / "data" / "skin6"
     report = json.loads((models_dir / "cv" / f"{args.name}.cv.json").read_text())

@@ -33,6 +33,7 @@ def relink_ensemble(models_dir: Path, effnet: ModelCard) -> bool:
         if member.get("backend") == "effnet":
             member.update(
                 name=effnet.name,
+                card=effnet.path.name,
                 version=effnet.raw["version"],
                 onnx_sha256=effnet.onnx_sha256,
                 temperature=effnet.temperature,

@@ -17,21 +17,23 @@ from torch import nn
 
 #: EfficientNet-Lite0 blocks whose outputs are tapped (24, 80, 112, 192 and 320 channels): the
 #: last block of the 24-channel stage, the first of the 80-, 112- and 192-channel stages, and
-#: the last block (`default_taps` finds the same places in Lite1/Lite2).
+#: the last block (`default_taps` finds the same places in the wider, deeper Lite1/Lite2).
 TAPS = (2, 5, 8, 11, 15)
 LAST_LAYER = "last_layer"
 
 
 def default_taps(model: nn.Module) -> tuple[int, ...]:
-    """`TAPS` located by channel width, for any EfficientNet-Lite depth."""
+    """`TAPS` located by stage (a run of blocks with one output width), for any EfficientNet-Lite
+    width and depth: the last block of stage 2, the first of stages 4, 5 and 6, the last block."""
     widths = []
     for block in model.get_submodule("_blocks").children():
         norm = block.get_submodule("_bn2")
         assert isinstance(norm, nn.BatchNorm2d)
         widths.append(norm.num_features)
-    last_24 = max(i for i, w in enumerate(widths) if w == 24)
-    firsts = [widths.index(w) for w in (80, 112, 192)]
-    return (last_24, *firsts, len(widths) - 1)
+    starts = [i for i, w in enumerate(widths) if i == 0 or w != widths[i - 1]]
+    if len(starts) < 7:
+        raise ValueError(f"expected 7 stages of blocks, found {len(starts)}: {widths}")
+    return (starts[2] - 1, starts[3], starts[4], starts[5], len(widths) - 1)
 
 
 def tapped_forward(

@@ -115,15 +115,20 @@ def onnx_parity(
     images: torch.Tensor,
     tolerance: float = 1e-4,
     flip_tta: bool = False,
+    tapped: bool | None = None,
 ) -> float:
-    """Max |torch − onnxruntime| over the logits of `images`; raises above `tolerance`."""
+    """Max |torch − onnxruntime| over the logits of `images` — and, with `tapped` set (False:
+    pooled, True: multi-layer), over the `features` output too; raises above `tolerance`."""
     model.eval()
-    graph = serving_graph(model, False, flip_tta)
+    with_features = tapped is not None
+    graph = serving_graph(model, with_features, flip_tta, bool(tapped))
     with torch.no_grad():
-        expected = graph(images.contiguous()).numpy()
+        out = graph(images.contiguous())
+    expected = [t.numpy() for t in out] if with_features else [out.numpy()]
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    actual = session.run([OUTPUT_NAME], {INPUT_NAME: images.numpy().astype(np.float32)})[0]
-    diff = float(np.max(np.abs(expected - actual)))
+    names = [OUTPUT_NAME, FEATURES_NAME][: len(expected)]
+    actual = session.run(names, {INPUT_NAME: images.numpy().astype(np.float32)})
+    diff = max(float(np.max(np.abs(e - a))) for e, a in zip(expected, actual, strict=True))
     if diff > tolerance:
         raise OnnxParityError(f"{path.name}: ONNX differs from torch by {diff:.2e} > {tolerance}")
     return diff

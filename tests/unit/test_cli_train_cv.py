@@ -1,4 +1,5 @@
-"""`skinscreen train --cv`: what it hands to the CV runner (no training here)."""
+"""`skinscreen train --cv`: what it hands to the CV runner; `cv_final` refuses to ship a model
+that is not the served one into the served models (no training here)."""
 
 from __future__ import annotations
 
@@ -33,3 +34,10 @@ def test_a_wider_variant_gets_its_own_run_and_sizes(monkeypatch: pytest.MonkeyPa
     assert parsed.name == "skinscreen-efficientnet-lite1"
     assert str(parsed.work_dir) == "build/cv/skinscreen-efficientnet-lite1"
     assert (parsed.arch, parsed.imgsz, parsed.train_imgsz) == ("efficientnet-lite1", 256, 224)
+
+
+def test_cv_final_refuses_a_variant_nobody_serves() -> None:
+    from service.training import cv_final
+
+    with pytest.raises(SystemExit, match="not the served effnet model"):
+        cv_final.main(["--name", "skinscreen-efficientnet-lite1"])

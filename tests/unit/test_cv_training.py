@@ -228,6 +228,8 @@ def test_the_final_model_ships_with_the_oof_thresholds(cv_run: dict[str, Any]) -
     yolo_sha = next(m["onnx_sha256"] for m in ensemble["members"] if m["backend"] == "yolo")
     digest = hashlib.sha256((yolo_sha + loaded.onnx_sha256).encode()).hexdigest()
     assert ensemble["sha256"] == digest and "val" not in ensemble["metrics"]
+    member = next(m for m in ensemble["members"] if m["backend"] == "effnet")
+    assert member["card"] == "tiny-final.json"
     assert ensemble["calibration"]["temperature"] == 1.0
     relinked = GateConfig.load(models)
     assert relinked.features["ensemble"].model_sha256 == digest

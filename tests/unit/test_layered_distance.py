@@ -83,6 +83,23 @@ def test_wrong_width_and_bad_scale_are_refused() -> None:
         arrays = {key: npz[key] for key in npz.files}
     with pytest.raises(ValueError, match="log scale"):
         LayeredDistance.from_arrays(arrays)
+    arrays["log_scale"] = np.asarray([[0.0, np.nan]])
+    with pytest.raises(ValueError, match="non-finite"):
+        LayeredDistance.from_arrays(arrays)
+    arrays["log_scale"], arrays["bounds"] = np.asarray([[0.0, 1.0]]), np.asarray([[0, 7]])
+    with pytest.raises(ValueError, match="projection rows"):
+        LayeredDistance.from_arrays(arrays)
+
+
+def test_a_non_finite_distance_is_a_clear_rejection() -> None:
+    from service.pipeline.gate_config import FeatureThreshold, QualityThresholds
+    from service.pipeline.screening import unfamiliarity
+
+    entry = FeatureThreshold(2.5, 1.9, "m", "s", "s", "a", "x", 99.8, 99.0, unusual_threshold=1.6)
+    m = {"skin_fraction": 0.9, "noise_ratio": 1.0}
+    assert unfamiliarity(m, None, QualityThresholds(), None, float("nan"), entry) == "clear"
+    assert unfamiliarity(m, None, QualityThresholds(), None, 1.0, entry) is None
+    assert unfamiliarity(m, None, QualityThresholds(), None, 2.0, entry) == "marginal"
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +132,7 @@ def test_tapped_onnx_graph_matches_torch_with_flip_averaging(
     export_onnx(small_effnet, path, 64, with_features=True, flip_tta=True, tapped=True)
     images = torch.randn(2, 3, 64, 64)
     assert onnx_parity(small_effnet, path, images, flip_tta=True) < 1e-4
+    assert onnx_parity(small_effnet, path, images, flip_tta=True, tapped=True) < 1e-4
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (features,) = session.run([FEATURES_NAME], {INPUT_NAME: images.numpy()})
     with torch.no_grad():
@@ -144,6 +162,8 @@ def test_taps_are_found_by_width_in_every_lite_variant(small_effnet: torch.nn.Mo
     assert default_taps(small_effnet) == TAPS
     lite1 = build_model(6, EffnetRecipe(imgsz=64, arch="efficientnet-lite1")).eval()
     assert default_taps(lite1) == (3, 7, 11, 15, 20)  # 21 blocks: deeper stages, same places
+    lite2 = build_model(6, EffnetRecipe(imgsz=64, arch="efficientnet-lite2")).eval()
+    assert default_taps(lite2) == (3, 7, 11, 15, 20)  # wider (24/48/88/120/208/352 channels)
     with torch.no_grad():
         logits, features = tapped_forward(lite1, torch.randn(2, 3, 64, 64))
     assert logits.shape == (2, 6) and features.shape[1] == layout(lite1)[-1][2]
