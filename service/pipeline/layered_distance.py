@@ -117,7 +117,4 @@ def load_distance(path: Path) -> FeatureDistance | LayeredDistance:
         arrays = {key: npz[key] for key in npz.files}
     if "bounds" in arrays:
         return LayeredDistance.from_arrays(arrays)
-    return FeatureDistance(
-        projection=arrays["projection"].astype(np.float32),
-        centroids=arrays["centroids"].astype(np.float32),
-    )
+    return FeatureDistance.load(path)

@@ -68,11 +68,11 @@ def gate_section(
     )
     gate.update(info)
     gate["fitted_on_all"] = fit_distances(on_all, percentiles).__dict__
+    per_fold = [fit_distances(skin[folds != f], percentiles) for f in range(len(neg))]
     per_negative: dict[str, dict[str, Any]] = {}
     for j, (name, (kind, m)) in enumerate(negatives.items()):
         outcomes = [
-            judge([m], neg[f, j : j + 1], fit_distances(skin[folds != f], percentiles), quality)[0]
-            for f in range(len(neg))
+            judge([m], neg[f, j : j + 1], fitted, quality)[0] for f, fitted in enumerate(per_fold)
         ]
         per_negative[name] = {
             "kind": kind,

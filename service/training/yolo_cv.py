@@ -31,7 +31,7 @@ from service.images import load_rgb
 from service.pipeline.classifier import OnnxClassifier
 from service.pipeline.domain import CLASSES
 from service.training.cv import DEFAULT_NAME, all_photos, file_id
-from service.training.effnet_model import EffnetRecipe, build_model
+from service.training.cv_fold import saved_model
 from service.training.yolo import YoloRecipe, train_yolo
 from service.training.yolo_distil import DistilRecipe
 
@@ -50,11 +50,9 @@ def fold_folder(
     return root
 
 
-def teacher_model(teacher_dir: Path, fold: int | None, tag: str, imgsz: int) -> torch.nn.Module:
-    stem = "final" if fold is None else f"fold{fold}"
-    model = build_model(len(CLASSES), EffnetRecipe(imgsz=imgsz))
-    model.load_state_dict(torch.load(teacher_dir / f"{stem}.{tag}.pt", map_location="cpu"))
-    return model.eval()
+def teacher_model(teacher_dir: Path, fold: int | None, tag: str) -> torch.nn.Module:
+    """A fold's (or the final) EfficientNet of the teacher CV, built for that run's recipe."""
+    return saved_model(teacher_dir, "final" if fold is None else f"fold{fold}", tag, len(CLASSES))
 
 
 def run_yolo_cv(
@@ -65,7 +63,6 @@ def run_yolo_cv(
     recipe: YoloRecipe,
     distil: DistilRecipe | None,
     tag: str,
-    teacher_imgsz: int,
 ) -> Path:
     plan = json.loads((teacher_dir / "plan.json").read_text())
     files, folds = plan["files"], np.asarray(plan["folds"], dtype=np.int64)
@@ -89,7 +86,7 @@ def run_yolo_cv(
         if result.is_file():
             continue
         folder = fold_folder(data, files, folds, fold, work_dir / f"fold{fold}-data")
-        teacher = teacher_model(teacher_dir, fold, tag, teacher_imgsz) if distil else None
+        teacher = teacher_model(teacher_dir, fold, tag) if distil else None
         card = train_yolo(
             folder,
             work_dir / f"fold{fold}-model",
@@ -168,7 +165,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     name = f"skinscreen-{args.arch}-{kind}"
     recipe = YoloRecipe(arch=args.arch, epochs=args.epochs, imgsz=args.imgsz)
     distil = None if args.no_distil else DistilRecipe(args.temperature, args.alpha)
-    teacher_imgsz = json.loads((teacher_dir / "plan.json").read_text())["recipe"]["imgsz"]
     out = args.models_dir / "cv" / f"{name}.oof.npz"
     run_yolo_cv(
         args.data,
@@ -178,7 +174,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         recipe,
         distil,
         args.tag,
-        teacher_imgsz,
     )
     report = {
         "recipe": asdict(recipe),

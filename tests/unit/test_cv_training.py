@@ -247,7 +247,7 @@ def test_yolo_students_are_cross_validated_on_the_teachers_folds(cv_run: dict[st
     work = cv_run["work"].parent / "yolo-cv"
     out = cv_run["work"].parent / "models" / "student.oof.npz"
     recipe = YoloRecipe(epochs=1, imgsz=32, batch=4)
-    run_yolo_cv(cv_run["data"], cv_run["work"], work, out, recipe, DistilRecipe(), "ema", 64)
+    run_yolo_cv(cv_run["data"], cv_run["work"], work, out, recipe, DistilRecipe(), "ema")
     with np.load(out) as oof:
         assert oof["last_logits"].shape == (len(cv_run["items"]), 6)
         assert (oof["folds"] == cv_run["folds"]).all()
