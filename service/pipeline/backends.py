@@ -24,10 +24,29 @@ def card_path(settings: Settings, backend: str) -> Path:
     return settings.models_dir / f"{stem}.json"
 
 
+def ensemble_member_cards(settings: Settings) -> list[Path]:
+    """The member cards the ensemble card lists, in the order of its weights (YOLO and
+    EfficientNet when there is no card or it names none). A member is a file in `models_dir`."""
+    path = settings.models_dir / ENSEMBLE_CARD
+    names: list[str] = []
+    if path.is_file():
+        members = json.loads(path.read_text(encoding="utf-8")).get("members", [])
+        names = [str(m["card"]) for m in members if "card" in m]
+    if not names:
+        return [card_path(settings, b) for b in ("yolo", "effnet")]
+    for name in names:
+        if Path(name).name != name:
+            raise ValueError(f"{path}: member card {name!r} is not a file name in models_dir")
+    return [settings.models_dir / name for name in names]
+
+
 def available_backends(settings: Settings) -> list[str]:
-    """Backends whose model files are shipped in `models_dir`."""
+    """Backends whose model files are shipped in `models_dir` (the ensemble: two members or
+    more, every one present)."""
     singles = [b for b in ("yolo", "effnet") if card_path(settings, b).is_file()]
-    return [*singles, "ensemble"] if len(singles) == 2 else singles
+    members = ensemble_member_cards(settings)
+    ensemble = len(members) >= 2 and all(m.is_file() for m in members)
+    return [*singles, "ensemble"] if ensemble else singles
 
 
 def headline_macro_f1(settings: Settings, backend: str) -> tuple[bool, float]:
@@ -61,7 +80,7 @@ def resolve_backend(settings: Settings) -> str:
 
 
 def ensemble_weights(settings: Settings) -> list[float] | None:
-    """The ensemble card's member weights (yolo, effnet order), None for a plain mean."""
+    """The ensemble card's member weights (its members' order), None for a plain mean."""
     path = settings.models_dir / ENSEMBLE_CARD
     if not path.is_file():
         return None
@@ -84,8 +103,8 @@ def load_classifier(settings: Settings, backend: str | None = None) -> Classifie
     if name == "ensemble":
         return EnsembleClassifier(
             [
-                OnnxClassifier.from_card_path(card_path(settings, b), settings.onnx_threads)
-                for b in ("yolo", "effnet")
+                OnnxClassifier.from_card_path(member, settings.onnx_threads)
+                for member in ensemble_member_cards(settings)
             ],
             temperature=ensemble_temperature(settings),
             weights=ensemble_weights(settings),

@@ -32,9 +32,10 @@ class ModelPass:
     """One classifier pass: calibrated probabilities and both OOD scores, one row per image.
 
     `energy` is the negative free energy logsumexp(logits) (Liu et al. 2020; energy = -score at
-    T = 1), averaged over an ensemble's members; `max_logit` is the largest logit (Hendrycks et
-    al. 2022). Both grow with familiarity. For a graph that outputs probabilities the logits are
-    log-probabilities: its energy is constant 0 and its max_logit is log(top probability).
+    T = 1), an ensemble's weighted mean over its members; `max_logit` is the largest logit
+    (Hendrycks et al. 2022). Both grow with familiarity. For a graph that outputs probabilities
+    the logits are log-probabilities: its energy is constant 0 and its max_logit is log(top
+    probability).
     `features` are the gate features of `feature_source` (the pooled penultimate layer, or for a
     v2 EfficientNet that layer and five tapped blocks), None without one.
     """
@@ -68,9 +69,11 @@ def forward(classifier: Classifier, images: Sequence[Image.Image]) -> ModelPass:
         return replace(own, features=classifier.companion.features(images))
     if isinstance(classifier, EnsembleClassifier):
         parts = [forward(member, images) for member in classifier.members]
-        log_mean = np.log(np.clip(np.mean([p.probabilities for p in parts], axis=0), 1e-12, 1))
-        energy: FloatArray = np.mean([p.energy for p in parts], axis=0)
-        # Same as EnsembleClassifier.probabilities, without a second pass of each member.
+        # Same (weighted) mean as EnsembleClassifier.logits, without a second pass of each member.
+        weights = classifier.weights
+        mean = np.tensordot(weights, np.stack([p.probabilities for p in parts]), axes=1)
+        log_mean = np.log(np.clip(mean, 1e-12, 1))
+        energy: FloatArray = np.tensordot(weights, np.stack([p.energy for p in parts]), axes=1)
         probabilities = softmax(log_mean, classifier.temperature)
         features = next((p.features for p in parts if p.features is not None), None)
         return ModelPass(probabilities, energy, log_mean.max(axis=-1), features)

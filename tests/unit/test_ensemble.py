@@ -63,3 +63,55 @@ def test_ship_ensemble_writes_a_card_that_backends_read(skin6_dir: Path, tmp_pat
     assert headline_macro_f1(settings, "ensemble") == (False, val["macro_f1"])
     best = max(headline_macro_f1(settings, b) for b in ("yolo", "effnet", "ensemble"))
     assert headline_macro_f1(settings, default_backend(settings)) == best
+
+
+def _linked_models(settings: Settings, target: Path) -> Path:
+    """The shipped models as symlinks in `target` (cards, graphs, gate and triage files)."""
+    target.mkdir()
+    for source in settings.models_dir.iterdir():
+        if source.is_file() and source.name != "skinscreen-ensemble.json":
+            (target / source.name).symlink_to(source.resolve())
+    return target
+
+
+def test_ensemble_members_come_from_its_card_in_its_order(
+    settings: Settings, skin_jpeg: bytes, tmp_path: Path
+) -> None:
+    import io
+
+    from PIL import Image
+
+    from service.pipeline.backends import load_classifier
+    from service.pipeline.classifier import EnsembleClassifier
+    from service.pipeline.ood import forward
+
+    cards = [f"{settings.effnet_model}.json", f"{settings.yolo_model}.json"]
+    if not all((settings.models_dir / c).is_file() for c in cards):
+        pytest.skip(f"no shipped models in {settings.models_dir}")
+    models = _linked_models(settings, tmp_path / "models")
+    card = {"name": "skinscreen-ensemble", "members": [{"card": c} for c in cards]}
+    (models / "skinscreen-ensemble.json").write_text(json.dumps({**card, "weights": [3, 1]}))
+    # members named by the card only: neither is the configured yolo single backend
+    linked = settings.model_copy(update={"models_dir": models, "yolo_model": "not-shipped"})
+    assert available_backends(linked) == ["effnet", "ensemble"]
+
+    ensemble = load_classifier(linked, "ensemble")
+    assert isinstance(ensemble, EnsembleClassifier)
+    assert [m.info.name for m in ensemble.members] == [settings.effnet_model, settings.yolo_model]
+    assert ensemble.weights.tolist() == [0.75, 0.25]
+    image = [Image.open(io.BytesIO(skin_jpeg)).convert("RGB")]
+    by_hand = 0.75 * ensemble.members[0].probabilities(image)
+    by_hand += 0.25 * ensemble.members[1].probabilities(image)
+    assert ensemble.logits(image) == pytest.approx(np.log(by_hand), abs=1e-6)
+    assert forward(ensemble, image).probabilities == pytest.approx(by_hand, abs=1e-6)
+
+    # a member that is missing makes the ensemble unavailable; a path outside models_dir fails
+    (models / "skinscreen-ensemble.json").write_text(
+        json.dumps({"members": [{"card": cards[0]}, {"card": "gone.json"}]})
+    )
+    assert available_backends(linked) == ["effnet"]
+    (models / "skinscreen-ensemble.json").write_text(
+        json.dumps({"members": [{"card": cards[0]}, {"card": "../elsewhere.json"}]})
+    )
+    with pytest.raises(ValueError, match="not a file name"):
+        available_backends(linked)

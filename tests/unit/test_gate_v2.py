@@ -180,3 +180,9 @@ def test_weighted_ensemble_classifier_mixes_calibrated_members() -> None:
     assert EnsembleClassifier(members).probabilities([])[0, 0] == pytest.approx(0.5)  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         EnsembleClassifier(members, weights=[1.0])  # type: ignore[arg-type]
+    # the screening path (one pass of each member) mixes with the same weights
+    from service.pipeline.ood import forward
+
+    one_pass = forward(weighted, [])
+    assert one_pass.probabilities == pytest.approx(weighted.probabilities([]))
+    assert one_pass.max_logit[0] == pytest.approx(np.log(0.7))
