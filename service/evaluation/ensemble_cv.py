@@ -42,10 +42,15 @@ def mixture_logits(probs: Sequence[FloatArray], weights: Sequence[float]) -> Flo
 
 
 def fit_ensemble(
-    member_logits: Sequence[FloatArray], labels: IntArray
+    member_logits: Sequence[FloatArray],
+    labels: IntArray,
+    temperatures: Sequence[float] | None = None,
 ) -> tuple[list[float], tuple[float, ...], float]:
-    """(member temperatures, weights, ensemble temperature) minimising NLL on these photos."""
-    temperatures = [fit_temperature(lg, labels) for lg in member_logits]
+    """(member temperatures, weights, ensemble temperature) minimising NLL on these photos
+    (the members' temperatures fitted here too unless given)."""
+    if temperatures is None:
+        temperatures = [fit_temperature(lg, labels) for lg in member_logits]
+    temperatures = list(temperatures)
     probs = [softmax(lg, t) for lg, t in zip(member_logits, temperatures, strict=True)]
     best: tuple[float, tuple[float, ...], float] | None = None
     for weights in simplex(len(member_logits)):
@@ -58,18 +63,32 @@ def fit_ensemble(
     return temperatures, best[1], best[2]
 
 
-def cross_fitted_ensemble(
-    member_logits: Sequence[FloatArray], oof: Oof, classes: Sequence[str]
-) -> dict[str, Any]:
-    """Figures of the ensemble and of each member, every fold judged with fits on the others."""
-    probs = np.zeros_like(member_logits[0], dtype=np.float64)
-    fold_weights = []
+def cross_fitted_mixture(
+    member_logits: Sequence[FloatArray], oof: Oof
+) -> tuple[FloatArray, list[list[float]], list[float]]:
+    """Each fold's log mixture (before the ensemble temperature) with member temperatures and
+    weights fitted on the other folds; those weights and ensemble temperatures per fold."""
+    mixed = np.zeros_like(member_logits[0], dtype=np.float64)
+    fold_weights, fold_temperatures = [], []
     for fold in range(oof.k):
         held = oof.folds == fold
         temps, weights, t = fit_ensemble([lg[~held] for lg in member_logits], oof.labels[~held])
         fold_weights.append(list(weights))
+        fold_temperatures.append(t)
         held_probs = [softmax(lg[held], tm) for lg, tm in zip(member_logits, temps, strict=True)]
-        probs[held] = softmax(mixture_logits(held_probs, weights), t)
+        mixed[held] = mixture_logits(held_probs, weights)
+    return mixed, fold_weights, fold_temperatures
+
+
+def cross_fitted_ensemble(
+    member_logits: Sequence[FloatArray], oof: Oof, classes: Sequence[str]
+) -> dict[str, Any]:
+    """Figures of the ensemble and of each member, every fold judged with fits on the others."""
+    mixed, fold_weights, fold_temperatures = cross_fitted_mixture(member_logits, oof)
+    probs = np.zeros_like(mixed)
+    for fold, t in enumerate(fold_temperatures):
+        held = oof.folds == fold
+        probs[held] = softmax(mixed[held], t)
     ensemble = figures(probs, oof, classes)
     singles = []
     for lg in member_logits:

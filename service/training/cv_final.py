@@ -29,9 +29,9 @@ import torch
 from service.evaluation.dataset import file_sha256
 from service.pipeline.domain import CLASSES
 from service.pipeline.feature_ood import fit_feature_distance
-from service.pipeline.gate_config import FeatureThreshold, GateConfig, OodThreshold
+from service.pipeline.gate_config import GateConfig
 from service.pipeline.model_card import ModelCard, write_card
-from service.pipeline.triage_config import ConformalThreshold, MalignancyThreshold, TriageConfig
+from service.pipeline.triage_config import TriageConfig
 from service.settings import Settings
 from service.training.cv import CV_RECIPE, DEFAULT_NAME, EMA_DECAY, all_photos
 from service.training.cv_fold import logits_and_features, train_fixed_schedule
@@ -42,9 +42,8 @@ from service.training.ensemble_relink import relink_ensemble
 from service.training.layer_gate import fit_layered_distance, tapped_features
 from service.training.layer_taps import layout
 from service.training.onnx_export import FEATURES_NAME, OUTPUT_NAME, export_onnx, onnx_parity
+from service.training.oof_entries import OOF_NOTE, energy_entry, feature_entry, triage_entries
 from service.training.shipping import ship_model
-
-OOF_NOTE = "5-fold photo-group cross-validation over skin6 train + val (out-of-fold)"
 
 
 def train_final(
@@ -84,8 +83,10 @@ def ship_final(
     version: str,
     recipe: EffnetRecipe,
     report: dict[str, Any],
+    entry: str = "effnet",
 ) -> dict[str, Any]:
-    """Export, write the card with the CV figures, and refit the gate/triage files for it."""
+    """Export, write the card with the CV figures, and refit the gate/triage files for it
+    (under `entry`: `effnet` for the served model, its own name for an ensemble member)."""
     variant = report["chosen"]
     flip = variant.endswith("+flip")
     layered = report["gate"].get("distance") == "layered"
@@ -152,81 +153,41 @@ def ship_final(
     else:
         pooled = logits_and_features(model, eval_images)[1]
         artefact = fit_feature_distance(pooled, labels).to_bytes()
-    _refit_configs(models_dir, ModelCard.load(models_dir / f"{name}.json"), report, artefact)
+    loaded = ModelCard.load(models_dir / f"{name}.json")
+    _refit_configs(models_dir, loaded, report, artefact, entry)
     return card
 
 
 def _refit_configs(
-    models_dir: Path, card: ModelCard, report: dict[str, Any], artefact: bytes
+    models_dir: Path, card: ModelCard, report: dict[str, Any], artefact: bytes, entry: str
 ) -> None:
     """gate.json (feature + energy thresholds), triage.json and `<name>.ood.npz` (`artefact`:
-    class means from the shipped model's own features of every photo) for `card`."""
+    class means from the shipped model's own features of every photo) for `card`, under the
+    key `entry` (`effnet`: the served model, whose features yolo borrows)."""
     model_sha = card.onnx_sha256
     artefact_name = f"{card.name}.ood.npz"
     (models_dir / artefact_name).write_bytes(artefact)
-    gate = report["gate"]
-    fitted, percentiles = gate["fitted_on_all"], gate["percentiles"]
+    artefact_sha = hashlib.sha256(artefact).hexdigest()
+    feature = feature_entry(report, card.name, model_sha, model_sha, artefact_name, artefact_sha)
     config = GateConfig.load(models_dir)
-    feature = FeatureThreshold(
-        threshold=round(fitted["reject"], 4),
-        soft_threshold=round(fitted["soft"], 4),
-        model_name=card.name,
-        model_sha256=model_sha,
-        features_sha256=model_sha,
-        artefact=artefact_name,
-        artefact_sha256=hashlib.sha256(artefact).hexdigest(),
-        percentile=percentiles["reject"],
-        soft_percentile=percentiles["soft"],
-        method="layered-mahalanobis" if gate.get("distance") == "layered" else "mahalanobis",
-        fitted_on=f"thresholds: OOF feature distances, {OOF_NOTE}; class means: all photos",
-        unusual_threshold=round(fitted["unusual"], 4),
-        unusual_few_skin_threshold=round(fitted["unusual_few_skin"], 4),
-    )
-    energy = report["energy"]
-    ood = OodThreshold(
-        score="energy",
-        threshold=energy["threshold"],
-        soft_threshold=energy["soft_threshold"],
-        model_name=card.name,
-        model_sha256=model_sha,
-        percentile=energy["percentile"],
-        soft_percentile=energy["soft_percentile"],
-        fitted_on=f"OOF energy, {OOF_NOTE}",
-    )
-    entries = {"effnet": feature}
-    for backend, entry in config.features.items():
-        if backend not in ("effnet", "ensemble"):  # yolo borrows EfficientNet's features
+    entries = {entry: feature}
+    for backend, old in config.features.items():
+        if entry == "effnet" and backend not in ("effnet", "ensemble"):  # yolo borrows them
             entries[backend] = replace(
-                feature, model_name=entry.model_name, model_sha256=entry.model_sha256
+                feature, model_name=old.model_name, model_sha256=old.model_sha256
             )
     config = replace(
         config,
-        ood={**config.ood, "effnet": ood},
+        ood={**config.ood, entry: energy_entry(report["energy"], card.name, model_sha)},
         features={**config.features, **entries},
     )
     config.save(models_dir)
     triage = TriageConfig.load(models_dir)
-    cross = report["triage"]["cross_fitted"]
-    malignancy = MalignancyThreshold(
-        model_name=card.name,
-        model_sha256=model_sha,
-        threshold=report["triage"]["threshold"],
-        target_sensitivity=0.98,
-        fitted_on=f"calibrated OOF probabilities, {OOF_NOTE}",
-        cross_validated={"cross_fitted": cross},
-    )
-    conformal = ConformalThreshold(
-        model_name=card.name,
-        model_sha256=model_sha,
-        threshold=report["conformal"]["threshold"],
-        coverage_target=report["conformal"]["coverage_target"],
-        fitted_on=f"calibrated OOF probabilities, {OOF_NOTE}",
-        cross_validated={k: v for k, v in report["conformal"].items() if k not in ("threshold",)},
-    )
+    malignancy, conformal = triage_entries(report, card.name, model_sha)
     triage = replace(
         triage,
-        thresholds={**triage.thresholds, "effnet": malignancy},
-        conformal={**triage.conformal, "effnet": conformal},
+        thresholds={**triage.thresholds, entry: malignancy},
+        conformal={**triage.conformal, entry: conformal},
     )
     triage.save(models_dir)
 
@@ -238,13 +199,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=None)
     parser.add_argument("--work-dir", type=Path, default=None)
     parser.add_argument("--models-dir", type=Path, default=None)
+    parser.add_argument(
+        "--member",
+        action="store_true",
+        help="ship it as an ensemble member: its own gate/triage entries, the effnet ones kept",
+    )
     args = parser.parse_args(argv)
     settings = Settings()
-    if args.models_dir is None and args.name != settings.effnet_model:
+    entry = args.name if args.member else "effnet"
+    if args.models_dir is None and not args.member and args.name != settings.effnet_model:
         # gate.json / triage.json entries named `effnet` would point at weights nobody serves
         raise SystemExit(
             f"{args.name} is not the served effnet model ({settings.effnet_model}): ship it to "
-            "another --models-dir, or set SKINSCREEN_EFFNET_MODEL to serve it"
+            "another --models-dir, as an ensemble --member, or set SKINSCREEN_EFFNET_MODEL"
         )
     models_dir = args.models_dir or settings.models_dir
     data = args.data or settings.shared_dir / "data" / "skin6"
@@ -252,8 +219,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     recipe = EffnetRecipe(**report.get("recipe", asdict(CV_RECIPE)))
     work_dir = args.work_dir or Path("build/cv") / args.name
     model, log, images = train_final(data, work_dir / "final", recipe, report["chosen"])
-    card = ship_final(model, log, images, data, models_dir, args.name, args.version, recipe, report)
-    relink_ensemble(models_dir, ModelCard.load(models_dir / f"{args.name}.json"))
+    card = ship_final(
+        model, log, images, data, models_dir, args.name, args.version, recipe, report, entry
+    )
+    if not args.member:  # a member joins an ensemble through `ensemble_ship` instead
+        relink_ensemble(models_dir, ModelCard.load(models_dir / f"{args.name}.json"))
     for checkpoint in (work_dir / "final").glob("final-*.checkpoint.pt"):
         checkpoint.unlink()  # shipped: a later run trains afresh
     print(json.dumps({k: card[k] for k in ("name", "version", "weights")}, indent=1))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from service.pipeline.backends import ENSEMBLE_CARD
 from service.pipeline.gate_config import GateConfig
@@ -21,25 +22,29 @@ ENSEMBLE_NOTE = (
 def relink_ensemble(models_dir: Path, effnet: ModelCard) -> bool:
     """Point the ensemble card at the new EfficientNet and re-key its gate entries.
 
-    The v1 ensemble temperature and val figures were fitted with the old member on val, which
-    the new member trains on: both are dropped (see `ENSEMBLE_NOTE`).
+    The ensemble's temperature, weights and figures were fitted with the old member: all are
+    dropped (see `ENSEMBLE_NOTE`); `ensemble_ship` fits them again out of fold. False when
+    there is no card or no member to replace.
     """
     path = models_dir / ENSEMBLE_CARD
     if not path.is_file():
         return False
     card = ModelCard.load(path).raw
     members = card.get("members", [])
-    for member in members:
-        if member.get("backend") == "effnet":
-            member.update(
-                name=effnet.name,
-                card=effnet.path.name,
-                version=effnet.raw["version"],
-                onnx_sha256=effnet.onnx_sha256,
-                temperature=effnet.temperature,
-            )
-            member.pop("val_macro_f1", None)
-            member.pop("val_top1", None)
+    replaced = _effnet_members(members, effnet.name)
+    if not replaced:
+        return False
+    for member in replaced:
+        member.update(
+            name=effnet.name,
+            card=effnet.path.name,
+            version=effnet.raw["version"],
+            onnx_sha256=effnet.onnx_sha256,
+            temperature=effnet.temperature,
+        )
+        member.pop("val_macro_f1", None)
+        member.pop("val_top1", None)
+    card.pop("weights", None)  # fitted with the old member's predictions
     old_sha = str(card["sha256"])
     card["sha256"] = hashlib.sha256(
         "".join(str(m["onnx_sha256"]) for m in members).encode()
@@ -63,3 +68,13 @@ def relink_ensemble(models_dir: Path, effnet: ModelCard) -> bool:
     config = replace(config, ood=ood, features=features)
     config.save(models_dir)
     return True
+
+
+def _effnet_members(members: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    """The member the new EfficientNet replaces: the one of that name, else the only member
+    of backend `effnet` (an ensemble of two EfficientNets re-links by name only)."""
+    named = [m for m in members if m.get("name") == name]
+    if named:
+        return named
+    effnets = [m for m in members if m.get("backend") == "effnet"]
+    return effnets if len(effnets) == 1 else []

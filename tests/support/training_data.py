@@ -12,6 +12,8 @@ from service.training.effnet import EffnetRecipe
 
 CLASSES = ["Acne", "Carcinoma", "Eczema", "Keratosis", "Milia", "Rosacea"]
 TINY = EffnetRecipe(epochs=1, imgsz=64, train_imgsz=64, cache_edge=72, batch=6, freeze_blocks=3)
+#: Two epochs of TINY: the cross-validation run the CV tests share (`tests/unit/conftest.py`).
+CV_RECIPE = EffnetRecipe(**{**TINY.__dict__, "epochs": 2, "patience": 2})
 
 
 def tiny_dataset(skin6_dir: Path, target: Path, per_class: int = 2) -> Path:

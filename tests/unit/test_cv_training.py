@@ -18,55 +18,8 @@ pytest.importorskip("efficientnet_lite_pytorch", reason="training needs the `tra
 
 from service.evaluation.cv_report import format_cv_report  # noqa: E402
 from service.training import cv, cv_fit  # noqa: E402
-from service.training.cv_fold import train_fold  # noqa: E402
 from service.training.cv_gate import GatePercentiles  # noqa: E402
-from service.training.effnet_fit import EpochTrainer  # noqa: E402
-from tests.support.training_data import TINY, tiny_dataset  # noqa: E402
-
-RECIPE = TINY.__class__(**{**TINY.__dict__, "epochs": 2, "patience": 2})
-
-
-class Interrupted(Exception):
-    pass
-
-
-@pytest.fixture(scope="module")
-def cv_run(
-    skin6_dir: Path, shared_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, Any]:
-    root = tmp_path_factory.mktemp("cv")
-    data = tiny_dataset(skin6_dir, root / "data", per_class=3)
-    work, oof = root / "work", root / "models" / "tiny.oof.npz"
-    items = cv.all_photos(data)
-    folds = cv.prepare(data, work, 2, RECIPE)
-
-    # fold 0 is killed after its first epoch, then resumed from the checkpoint
-    real_epoch = EpochTrainer.epoch
-    calls = {"n": 0}
-
-    def dying_epoch(self: EpochTrainer, *args: Any, **kwargs: Any) -> float:
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise Interrupted
-        return real_epoch(self, *args, **kwargs)
-
-    lines: list[str] = []
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(EpochTrainer, "epoch", dying_epoch)
-        with pytest.raises(Interrupted):
-            train_fold(items, folds, 0, RECIPE, work, cv.CLASSES, 0.9, 1, lines.append)
-    checkpoint_after_kill = (work / "fold0.checkpoint.pt").is_file()
-    path = cv.run_cv(data, work, oof, 2, RECIPE, shared_dir)
-    return {
-        "data": data,
-        "work": work,
-        "oof": path,
-        "items": items,
-        "folds": folds,
-        "checkpoint_after_kill": checkpoint_after_kill,
-        "shared": shared_dir,
-    }
-
+from tests.support.training_data import CV_RECIPE as RECIPE  # noqa: E402
 
 #: The multi-layer gate's parts, in feature-column order (`layer_taps.layout`).
 LAYERS = ["last_layer", "block2", "block5", "block8", "block11", "block15"]

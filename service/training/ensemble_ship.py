@@ -1,0 +1,277 @@
+"""Ship a weighted ensemble fitted out of fold: its OOF file, its card, its gate/triage entries.
+
+`python -m service.training.ensemble_ship CARD=OOF[:variant] CARD=OOF[:variant] ...`, e.g.
+`skinscreen-efficientnet-lite0.json=models/cv/skinscreen-efficientnet-lite0.oof.npz:ema+flip`.
+
+Each member is a card in `models_dir` — the final model of a CV run (`cv_final`, `--member`
+for a second EfficientNet) — with that run's OOF file and the variant the card serves (its
+temperature must be the one fitted on those OOF logits). The ensemble's own OOF file
+(`models/cv/skinscreen-ensemble.oof.npz`) holds the cross-fitted mixture (each fold mixed with
+member temperatures and weights fitted on the other folds) and the gate distances of its
+feature member (the first with features, the one the served gate measures with); `cv_fit`
+judges it like a single model — conformal sets, gate, triage — and the card, `gate.json` and
+`triage.json` get its entries: weights and temperature fitted on all OOF predictions, every
+threshold from that report. `default` serves the ensemble only where its CV macro-F1 beats every
+single backend's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from service.evaluation.calibration import fit_temperature
+from service.evaluation.cv_metrics import Oof
+from service.evaluation.ensemble_cv import cross_fitted_ensemble, cross_fitted_mixture, fit_ensemble
+from service.pipeline.backends import ENSEMBLE_CARD
+from service.pipeline.classifier import FEATURES_OUTPUT
+from service.pipeline.domain import CLASSES
+from service.pipeline.gate_config import GateConfig
+from service.pipeline.model_card import ModelCard, write_card
+from service.pipeline.ood import logsumexp
+from service.pipeline.triage_config import TriageConfig
+from service.settings import Settings
+from service.training.cv_fit import fit_all, variants
+from service.training.cv_fold import TAGS
+from service.training.cv_gate import GatePercentiles
+from service.training.oof_entries import OOF_NOTE, energy_entry, feature_entry, triage_entries
+from service.training.shipping import dataset_fingerprint
+
+#: Gate arrays of an OOF file, per weight tag (`<tag>_<suffix>`), and the shared ones.
+GATE_SUFFIXES = (
+    "feature_distance",
+    "negative_distances",
+    "layer_distances",
+    "negative_layer_distances",
+)
+SHARED_KEYS = ("layer_names", "negative_names", "negative_kinds")
+#: How far a card's temperature may sit from the one its OOF logits give (relative).
+TEMPERATURE_TOLERANCE = 0.02
+
+
+@dataclass(frozen=True)
+class Member:
+    card: ModelCard
+    arrays: dict[str, npt.NDArray[Any]]
+    variant: str
+
+    @property
+    def logits(self) -> npt.NDArray[np.float64]:
+        return variants(self.arrays)[self.variant]
+
+    @property
+    def has_features(self) -> bool:
+        return FEATURES_OUTPUT in self.card.outputs
+
+
+def load_member(spec: str, models_dir: Path) -> Member:
+    """`CARD=OOF[:variant]` → the card (a file name in `models_dir`) and its OOF predictions."""
+    card_name, _, rest = spec.partition("=")
+    oof_path, _, variant = rest.partition(":")
+    if Path(card_name).name != card_name or not oof_path:
+        raise SystemExit(f"{spec!r}: expected CARD=OOF[:variant], CARD a file in {models_dir}")
+    with np.load(oof_path) as oof:
+        arrays = {key: oof[key] for key in oof.files}
+    if "ema_logits" not in arrays:  # a YOLO student's OOF file: one variant
+        arrays = {**arrays, "ema_logits": arrays["last_logits"]}
+        for tag in TAGS:
+            arrays.setdefault(f"{tag}_flip_logits", arrays["last_logits"])
+    member = Member(ModelCard.load(models_dir / card_name), arrays, variant or "last")
+    fitted = fit_temperature(member.logits, member.arrays["labels"].astype(np.int64))
+    if abs(math.log(member.card.temperature / fitted)) > TEMPERATURE_TOLERANCE:
+        raise SystemExit(
+            f"{card_name}: temperature {member.card.temperature} is not the {fitted:.4f} of "
+            f"{oof_path}:{member.variant} — is it the final model of that CV run and variant?"
+        )
+    return member
+
+
+def ensemble_oof(members: Sequence[Member]) -> tuple[dict[str, npt.NDArray[Any]], Oof]:
+    """The ensemble's OOF arrays (every variant = the cross-fitted log mixture; the gate
+    distances of the feature member) and the OOF view of the photos."""
+    first = members[0].arrays
+    for member in members[1:]:
+        same = all((member.arrays[k] == first[k]).all() for k in ("files", "folds", "labels"))
+        if not same:
+            raise SystemExit(f"{member.card.name}: other photos or folds than the first member")
+    view = Oof(
+        members[0].logits,
+        first["labels"].astype(np.int64),
+        [str(g) for g in first["groups"]],
+        first["folds"].astype(np.int64),
+    )
+    mixed, _, _ = cross_fitted_mixture([m.logits for m in members], view)
+    arrays = {k: first[k] for k in ("files", "labels", "groups", "folds")}
+    for tag in TAGS:
+        arrays[f"{tag}_logits"] = arrays[f"{tag}_flip_logits"] = mixed.astype(np.float32)
+    source = next((m for m in members if m.has_features), None)
+    if source is not None:
+        own = source.variant.split("+")[0]
+        arrays.update({k: source.arrays[k] for k in SHARED_KEYS if k in source.arrays})
+        for suffix in GATE_SUFFIXES:
+            if f"{own}_{suffix}" in source.arrays:
+                for tag in TAGS:
+                    arrays[f"{tag}_{suffix}"] = source.arrays[f"{own}_{suffix}"]
+    return arrays, view
+
+
+def ship_ensemble_oof(
+    members: Sequence[Member],
+    models_dir: Path,
+    data: Path,
+    shared_dir: Path,
+    work_dir: Path,
+    version: str,
+) -> dict[str, Any]:
+    """Write the ensemble's OOF file and report, its card and its gate/triage entries."""
+    arrays, view = ensemble_oof(members)
+    cv_dir = models_dir / "cv"
+    cv_dir.mkdir(parents=True, exist_ok=True)
+    oof_path = cv_dir / f"{Path(ENSEMBLE_CARD).stem}.oof.npz"
+    np.savez_compressed(oof_path, allow_pickle=False, **arrays)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    report = fit_all(oof_path, work_dir, data, shared_dir, GatePercentiles())
+    oof_path.with_name(oof_path.name.replace(".oof.npz", ".cv.json")).write_text(
+        json.dumps(report, indent=1) + "\n"
+    )
+    logits = [m.logits for m in members]
+    _, weights, temperature = fit_ensemble(
+        logits, view.labels, [m.card.temperature for m in members]
+    )
+    judged = cross_fitted_ensemble(logits, view, CLASSES)
+    figures = {k: v for k, v in report["variants"]["last"].items() if k != "fold_temperatures"}
+    best_single = max(s["macro_f1"] for s in judged["members"])
+    digest = hashlib.sha256("".join(m.card.onnx_sha256 for m in members).encode()).hexdigest()
+    name = f"ensemble({'+'.join(m.card.name for m in members)})"
+    card: dict[str, Any] = {
+        "name": Path(ENSEMBLE_CARD).stem,
+        "version": version,
+        "architecture": "ensemble: weighted mean of the members' temperature-calibrated "
+        "probabilities, sharpened by one temperature",
+        "created": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
+        "classes": list(CLASSES),
+        "sha256": digest,
+        "members": [_entry(m, s) for m, s in zip(members, judged["members"], strict=True)],
+        "weights": [float(w) for w in weights],
+        "data": {"path": str(data), **dataset_fingerprint(data)},
+        "calibration": {
+            "method": "members' own temperatures, weights on a 0.05 simplex grid and one "
+            "ensemble temperature, all by NLL on the OOF predictions of the CV",
+            "temperature": temperature,
+            "ece_15_oof_cross_fitted": figures["ece_15"],
+        },
+        "metrics": {
+            "cross_validated": {
+                "protocol": OOF_NOTE + "; weights and temperatures cross-fitted",
+                **figures,
+                "fold_weights": judged["fold_weights"],
+                "best_single_member_macro_f1": best_single,
+                "beats_best_single": bool(figures["macro_f1"] > best_single),
+            },
+            "conformal": report["conformal"],
+            "gate": {k: v for k, v in report["gate"].items() if k != "negatives"},
+        },
+    }
+    write_card(models_dir / ENSEMBLE_CARD, card)
+    energy = sum(w * logsumexp(lg) for w, lg in zip(weights, logits, strict=True))
+    _save_entries(models_dir, members, report, _energy(np.asarray(energy)), name, digest)
+    return card
+
+
+def _entry(member: Member, judged: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": member.card.name,
+        "version": str(member.card.raw["version"]),
+        "card": member.card.path.name,
+        "onnx_sha256": member.card.onnx_sha256,
+        "temperature": member.card.temperature,
+        "variant": member.variant,
+        "oof_macro_f1": judged["macro_f1"],
+        "oof_macro_f1_ci95": judged["macro_f1_ci95"],
+    }
+
+
+def _energy(energy: npt.NDArray[np.float64]) -> dict[str, float]:
+    """Energy thresholds as the served ensemble scores it: the weighted mean of its members'."""
+    return {
+        "threshold": round(float(np.percentile(energy, 1.0)), 5),
+        "soft_threshold": round(float(np.percentile(energy, 10.0)), 5),
+        "percentile": 1.0,
+        "soft_percentile": 10.0,
+    }
+
+
+def _save_entries(
+    models_dir: Path,
+    members: Sequence[Member],
+    report: dict[str, Any],
+    energy: dict[str, float],
+    name: str,
+    digest: str,
+) -> None:
+    config = GateConfig.load(models_dir)
+    features = dict(config.features)
+    source = next((m for m in members if m.has_features), None)
+    if source is not None:
+        own = next(
+            (
+                e
+                for e in config.features.values()
+                if e.model_sha256 == source.card.onnx_sha256 == e.features_sha256
+            ),
+            None,
+        )
+        if own is None:
+            raise SystemExit(f"{source.card.name} has no feature gate entry in gate.json")
+        features["ensemble"] = feature_entry(
+            report, name, digest, own.features_sha256, own.artefact, own.artefact_sha256
+        )
+    ood = {**config.ood, "ensemble": energy_entry(energy, name, digest)}
+    replace(config, ood=ood, features=features).save(models_dir)
+    triage = TriageConfig.load(models_dir)
+    malignancy, conformal = triage_entries(report, name, digest)
+    replace(
+        triage,
+        thresholds={**triage.thresholds, "ensemble": malignancy},
+        conformal={**triage.conformal, "ensemble": conformal},
+    ).save(models_dir)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("members", nargs="+", help="CARD=OOF[:variant], in the ensemble's order")
+    parser.add_argument("--version", default="2.0.0")
+    parser.add_argument("--data", type=Path, default=None, help="default: <shared>/data/skin6")
+    parser.add_argument("--models-dir", type=Path, default=None)
+    parser.add_argument("--work-dir", type=Path, default=Path("build/cv/skinscreen-ensemble"))
+    args = parser.parse_args(argv)
+    settings = Settings()
+    models_dir = args.models_dir or settings.models_dir
+    if len(args.members) < 2:
+        raise SystemExit("an ensemble needs two members or more")
+    members = [load_member(spec, models_dir) for spec in args.members]
+    data = args.data or settings.shared_dir / "data" / "skin6"
+    card = ship_ensemble_oof(
+        members, models_dir, data, settings.shared_dir, args.work_dir, args.version
+    )
+    figures = card["metrics"]["cross_validated"]
+    print(
+        f"ensemble: weights {card['weights']}, T {card['calibration']['temperature']:.4f}, "
+        f"OOF macro-F1 {figures['macro_f1']} {figures['macro_f1_ci95']} (best single member "
+        f"{figures['best_single_member_macro_f1']}; beats it: {figures['beats_best_single']})"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

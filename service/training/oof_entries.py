@@ -1,0 +1,78 @@
+"""`gate.json` and `triage.json` entries for one served model (a single one or an ensemble),
+built from its OOF report (`cv_fit`): every threshold there was fitted on out-of-fold
+predictions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from service.pipeline.gate_config import FeatureThreshold, OodThreshold
+from service.pipeline.triage_config import ConformalThreshold, MalignancyThreshold
+from service.training.triage_threshold import TARGET
+
+OOF_NOTE = "5-fold photo-group cross-validation over skin6 train + val (out-of-fold)"
+
+
+def feature_entry(
+    report: dict[str, Any],
+    model_name: str,
+    model_sha256: str,
+    features_sha256: str,
+    artefact: str,
+    artefact_sha256: str,
+) -> FeatureThreshold:
+    """The feature-distance thresholds of the report's gate section (fitted on all OOF)."""
+    gate = report["gate"]
+    fitted, percentiles = gate["fitted_on_all"], gate["percentiles"]
+    return FeatureThreshold(
+        threshold=round(fitted["reject"], 4),
+        soft_threshold=round(fitted["soft"], 4),
+        model_name=model_name,
+        model_sha256=model_sha256,
+        features_sha256=features_sha256,
+        artefact=artefact,
+        artefact_sha256=artefact_sha256,
+        percentile=percentiles["reject"],
+        soft_percentile=percentiles["soft"],
+        method="layered-mahalanobis" if gate.get("distance") == "layered" else "mahalanobis",
+        fitted_on=f"thresholds: OOF feature distances, {OOF_NOTE}; class means: all photos",
+        unusual_threshold=round(fitted["unusual"], 4),
+        unusual_few_skin_threshold=round(fitted["unusual_few_skin"], 4),
+    )
+
+
+def energy_entry(energy: dict[str, Any], model_name: str, model_sha256: str) -> OodThreshold:
+    """The energy-score thresholds (`energy`: threshold, soft_threshold and their percentiles)."""
+    return OodThreshold(
+        score="energy",
+        threshold=energy["threshold"],
+        soft_threshold=energy["soft_threshold"],
+        model_name=model_name,
+        model_sha256=model_sha256,
+        percentile=energy["percentile"],
+        soft_percentile=energy["soft_percentile"],
+        fitted_on=f"OOF energy, {OOF_NOTE}",
+    )
+
+
+def triage_entries(
+    report: dict[str, Any], model_name: str, model_sha256: str
+) -> tuple[MalignancyThreshold, ConformalThreshold]:
+    """The malignancy threshold and the conformal threshold of the report."""
+    malignancy = MalignancyThreshold(
+        model_name=model_name,
+        model_sha256=model_sha256,
+        threshold=report["triage"]["threshold"],
+        target_sensitivity=TARGET,
+        fitted_on=f"calibrated OOF probabilities, {OOF_NOTE}",
+        cross_validated={"cross_fitted": report["triage"]["cross_fitted"]},
+    )
+    conformal = ConformalThreshold(
+        model_name=model_name,
+        model_sha256=model_sha256,
+        threshold=report["conformal"]["threshold"],
+        coverage_target=report["conformal"]["coverage_target"],
+        fitted_on=f"calibrated OOF probabilities, {OOF_NOTE}",
+        cross_validated={k: v for k, v in report["conformal"].items() if k not in ("threshold",)},
+    )
+    return malignancy, conformal
