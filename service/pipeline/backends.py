@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
+from service.logging import get_logger
 from service.pipeline.classifier import (
     Classifier,
     EnsembleClassifier,
@@ -16,6 +18,7 @@ from service.pipeline.screening import Screener
 from service.settings import Settings
 
 ENSEMBLE_CARD = "skinscreen-ensemble.json"
+log = get_logger(__name__)
 
 
 def card_path(settings: Settings, backend: str) -> Path:
@@ -24,27 +27,58 @@ def card_path(settings: Settings, backend: str) -> Path:
     return settings.models_dir / f"{stem}.json"
 
 
+def _ensemble_card(settings: Settings) -> dict[str, Any] | None:
+    path = settings.models_dir / ENSEMBLE_CARD
+    if not path.is_file():
+        return None
+    card: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return card
+
+
 def ensemble_member_cards(settings: Settings) -> list[Path]:
     """The member cards the ensemble card lists, in the order of its weights (YOLO and
-    EfficientNet when there is no card or it names none). A member is a file in `models_dir`."""
-    path = settings.models_dir / ENSEMBLE_CARD
-    names: list[str] = []
-    if path.is_file():
-        members = json.loads(path.read_text(encoding="utf-8")).get("members", [])
-        names = [str(m["card"]) for m in members if "card" in m]
-    if not names:
+    EfficientNet when there is no card or it names none). A member is a file in `models_dir`;
+    a malformed list raises ValueError."""
+    members = (_ensemble_card(settings) or {}).get("members", [])
+    if not members:
         return [card_path(settings, b) for b in ("yolo", "effnet")]
+    names = [str(m.get("card", "")) for m in members]
     for name in names:
-        if Path(name).name != name:
-            raise ValueError(f"{path}: member card {name!r} is not a file name in models_dir")
+        if not name or Path(name).name != name:
+            raise ValueError(
+                f"{ENSEMBLE_CARD}: member card {name!r} is not a file name in models_dir"
+            )
     return [settings.models_dir / name for name in names]
 
 
+def _stale_members(settings: Settings) -> list[str]:
+    """Members whose card's ONNX sha256 is not the one the ensemble card was fitted with."""
+    card = _ensemble_card(settings) or {}
+    stale = []
+    for member in card.get("members", []):
+        recorded, name = member.get("onnx_sha256"), str(member.get("card", ""))
+        path = settings.models_dir / Path(name).name
+        if recorded and name and path.is_file():
+            current = json.loads(path.read_text(encoding="utf-8"))["weights"]["onnx_sha256"]
+            if current != recorded:
+                stale.append(str(member["card"]))
+    return stale
+
+
 def available_backends(settings: Settings) -> list[str]:
-    """Backends whose model files are shipped in `models_dir` (the ensemble: two members or
-    more, every one present)."""
+    """Backends whose model files are shipped in `models_dir`. The ensemble needs two members
+    or more, every one present and still the weights its card was fitted with; a malformed
+    or stale ensemble card leaves it out (logged) rather than stopping the single models."""
     singles = [b for b in ("yolo", "effnet") if card_path(settings, b).is_file()]
-    members = ensemble_member_cards(settings)
+    try:
+        members = ensemble_member_cards(settings)
+        stale = _stale_members(settings)
+    except (ValueError, KeyError, OSError) as exc:
+        log.warning("ensemble.card_invalid", error=str(exc))
+        return singles
+    if stale:
+        log.warning("ensemble.members_changed", members=stale)
+        return singles
     ensemble = len(members) >= 2 and all(m.is_file() for m in members)
     return [*singles, "ensemble"] if ensemble else singles
 
@@ -67,8 +101,13 @@ def headline_macro_f1(settings: Settings, backend: str) -> tuple[bool, float]:
 
 def default_backend(settings: Settings) -> str:
     """The shipped backend with the best macro-F1 (ties: the simpler model). A cross-validated
-    figure beats any val figure: val chose the epochs and temperatures of a val-scored model."""
+    figure beats any val figure: val chose the epochs and temperatures of a val-scored model.
+    An ensemble whose card says it does not beat its best member (`beats_best_single`) is
+    never the default, even where that member is not served alone."""
     candidates = available_backends(settings)
+    card = _ensemble_card(settings) or {}
+    if card.get("metrics", {}).get("cross_validated", {}).get("beats_best_single") is False:
+        candidates = [b for b in candidates if b != "ensemble"]
     if not candidates:
         raise FileNotFoundError(f"no model cards in {settings.models_dir}")
     return max(candidates, key=lambda b: (*headline_macro_f1(settings, b), -candidates.index(b)))
@@ -81,19 +120,13 @@ def resolve_backend(settings: Settings) -> str:
 
 def ensemble_weights(settings: Settings) -> list[float] | None:
     """The ensemble card's member weights (its members' order), None for a plain mean."""
-    path = settings.models_dir / ENSEMBLE_CARD
-    if not path.is_file():
-        return None
-    weights = json.loads(path.read_text(encoding="utf-8")).get("weights")
+    weights = (_ensemble_card(settings) or {}).get("weights")
     return [float(w) for w in weights] if weights else None
 
 
 def ensemble_temperature(settings: Settings) -> float:
     """The ensemble's own calibration temperature (1.0 when its card has none)."""
-    path = settings.models_dir / ENSEMBLE_CARD
-    if not path.is_file():
-        return 1.0
-    card = json.loads(path.read_text(encoding="utf-8"))
+    card = _ensemble_card(settings) or {}
     return float(card.get("calibration", {}).get("temperature", 1.0))
 
 
@@ -101,10 +134,13 @@ def load_classifier(settings: Settings, backend: str | None = None) -> Classifie
     """Load a backend once (at start-up); ONNX sessions are reused for every request."""
     name = backend or resolve_backend(settings)
     if name == "ensemble":
+        members = ensemble_member_cards(settings)
+        if stale := _stale_members(settings):
+            raise ValueError(f"{ENSEMBLE_CARD} was fitted with other weights of {stale}")
         return EnsembleClassifier(
             [
                 OnnxClassifier.from_card_path(member, settings.onnx_threads)
-                for member in ensemble_member_cards(settings)
+                for member in members
             ],
             temperature=ensemble_temperature(settings),
             weights=ensemble_weights(settings),

@@ -172,7 +172,8 @@ def _refit_configs(
     config = GateConfig.load(models_dir)
     entries = {entry: feature}
     for backend, old in config.features.items():
-        if entry == "effnet" and backend not in ("effnet", "ensemble"):  # yolo borrows them
+        borrows = old.features_sha256 != old.model_sha256  # yolo measures with effnet's
+        if entry == "effnet" and borrows and backend != "ensemble":
             entries[backend] = replace(
                 feature, model_name=old.model_name, model_sha256=old.model_sha256
             )
@@ -222,8 +223,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     card = ship_final(
         model, log, images, data, models_dir, args.name, args.version, recipe, report, entry
     )
-    if not args.member:  # a member joins an ensemble through `ensemble_ship` instead
-        relink_ensemble(models_dir, ModelCard.load(models_dir / f"{args.name}.json"))
+    # an ensemble that holds this model follows it (a member: only under its own name)
+    shipped = ModelCard.load(models_dir / f"{args.name}.json")
+    relink_ensemble(models_dir, shipped, by_name_only=args.member)
     for checkpoint in (work_dir / "final").glob("final-*.checkpoint.pt"):
         checkpoint.unlink()  # shipped: a later run trains afresh
     print(json.dumps({k: card[k] for k in ("name", "version", "weights")}, indent=1))

@@ -1,4 +1,4 @@
-"""Re-link the ensemble card and its gate entries to a new EfficientNet (`cv_final`)."""
+"""Re-link the ensemble card and its gate/triage entries to a new EfficientNet (`cv_final`)."""
 
 from __future__ import annotations
 
@@ -8,18 +8,20 @@ from pathlib import Path
 from typing import Any
 
 from service.pipeline.backends import ENSEMBLE_CARD
-from service.pipeline.gate_config import GateConfig
+from service.pipeline.classifier import FEATURES_OUTPUT
+from service.pipeline.gate_config import FeatureThreshold, GateConfig
 from service.pipeline.model_card import ModelCard, write_card
+from service.pipeline.triage_config import TriageConfig
 
 ENSEMBLE_NOTE = (
-    "Not cross-validated: its EfficientNet member now trains on every photo (val included) "
-    "and the YOLO member has no out-of-fold predictions yet, so no val or CV figure is honest "
-    "for the ensemble and it is never the default. Its mean is left unsharpened (temperature "
-    "1); its feature gate is the EfficientNet member's, refitted on OOF distances."
+    "Not cross-validated since a member changed: the weights, temperature and figures fitted "
+    "with the old member are dropped (plain mean, temperature 1) and it is never the default "
+    "until `python -m service.training.ensemble_ship` fits them again out of fold. Its feature "
+    "gate is its feature member's own."
 )
 
 
-def relink_ensemble(models_dir: Path, effnet: ModelCard) -> bool:
+def relink_ensemble(models_dir: Path, effnet: ModelCard, by_name_only: bool = False) -> bool:
     """Point the ensemble card at the new EfficientNet and re-key its gate entries.
 
     The ensemble's temperature, weights and figures were fitted with the old member: all are
@@ -31,7 +33,7 @@ def relink_ensemble(models_dir: Path, effnet: ModelCard) -> bool:
         return False
     card = ModelCard.load(path).raw
     members = card.get("members", [])
-    replaced = _effnet_members(members, effnet.name)
+    replaced = _effnet_members(members, effnet.name, by_name_only)
     if not replaced:
         return False
     for member in replaced:
@@ -42,8 +44,8 @@ def relink_ensemble(models_dir: Path, effnet: ModelCard) -> bool:
             onnx_sha256=effnet.onnx_sha256,
             temperature=effnet.temperature,
         )
-        member.pop("val_macro_f1", None)
-        member.pop("val_top1", None)
+        for stale in ("val_macro_f1", "val_top1", "oof_macro_f1", "oof_macro_f1_ci95"):
+            member.pop(stale, None)
     card.pop("weights", None)  # fitted with the old member's predictions
     old_sha = str(card["sha256"])
     card["sha256"] = hashlib.sha256(
@@ -53,28 +55,44 @@ def relink_ensemble(models_dir: Path, effnet: ModelCard) -> bool:
     card["metrics"] = {"note": ENSEMBLE_NOTE}
     write_card(path, card)
     config = GateConfig.load(models_dir)
-    ood, features = dict(config.ood), dict(config.features)
-    if "ensemble" in ood and ood["ensemble"].model_sha256 == old_sha:
-        ood["ensemble"] = replace(
-            ood["ensemble"],
-            model_sha256=card["sha256"],
-            fitted_on=ood["ensemble"].fitted_on + " (v1 members; superseded by the features)",
-        )
-    if "effnet" in features:
+    # the energy bar was fitted for the old mixture; the feature gate is the feature member's
+    ood = {k: v for k, v in config.ood.items() if k != "ensemble"}
+    features = {k: v for k, v in config.features.items() if k != "ensemble"}
+    own = _feature_entry_of_source(models_dir, members, config)
+    if own is not None:
         ensemble_name = f"ensemble({'+'.join(str(m['name']) for m in members)})"
-        features["ensemble"] = replace(
-            features["effnet"], model_name=ensemble_name, model_sha256=card["sha256"]
-        )
-    config = replace(config, ood=ood, features=features)
-    config.save(models_dir)
+        features["ensemble"] = replace(own, model_name=ensemble_name, model_sha256=card["sha256"])
+    replace(config, ood=ood, features=features).save(models_dir)
+    triage = TriageConfig.load(models_dir)  # thresholds fitted on the old mixture: gone
+    replace(
+        triage,
+        thresholds={k: v for k, v in triage.thresholds.items() if v.model_sha256 != old_sha},
+        conformal={k: v for k, v in triage.conformal.items() if v.model_sha256 != old_sha},
+    ).save(models_dir)
     return True
 
 
-def _effnet_members(members: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
-    """The member the new EfficientNet replaces: the one of that name, else the only member
-    of backend `effnet` (an ensemble of two EfficientNets re-links by name only)."""
+def _feature_entry_of_source(
+    models_dir: Path, members: list[dict[str, Any]], config: GateConfig
+) -> FeatureThreshold | None:
+    """The own feature entry of the first member with features (the one the gate measures
+    with, `ood.feature_source`), None when it has none."""
+    for member in members:
+        card = ModelCard.load(models_dir / str(member["card"]))
+        if FEATURES_OUTPUT in card.outputs:
+            sha = card.onnx_sha256
+            entries = config.features.values()
+            return next((e for e in entries if e.model_sha256 == sha == e.features_sha256), None)
+    return None
+
+
+def _effnet_members(
+    members: list[dict[str, Any]], name: str, by_name_only: bool
+) -> list[dict[str, Any]]:
+    """The member the new EfficientNet replaces: the one of that name, else (unless
+    `by_name_only`, as for an ensemble member) the only member of backend `effnet`."""
     named = [m for m in members if m.get("name") == name]
-    if named:
+    if named or by_name_only:
         return named
     effnets = [m for m in members if m.get("backend") == "effnet"]
     return effnets if len(effnets) == 1 else []

@@ -11,8 +11,8 @@ member temperatures and weights fitted on the other folds) and the gate distance
 feature member (the first with features, the one the served gate measures with); `cv_fit`
 judges it like a single model — conformal sets, gate, triage — and the card, `gate.json` and
 `triage.json` get its entries: weights and temperature fitted on all OOF predictions, every
-threshold from that report. `default` serves the ensemble only where its CV macro-F1 beats every
-single backend's.
+threshold from that report. `default` serves the ensemble only if it beats its best member
+out of fold (`beats_best_single`) and has the best CV macro-F1 of the served backends.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from service.evaluation.calibration import fit_temperature
-from service.evaluation.cv_metrics import Oof
+from service.evaluation.cv_metrics import Oof, softmax
 from service.evaluation.ensemble_cv import cross_fitted_ensemble, cross_fitted_mixture, fit_ensemble
 from service.pipeline.backends import ENSEMBLE_CARD
 from service.pipeline.classifier import FEATURES_OUTPUT
@@ -57,6 +57,8 @@ GATE_SUFFIXES = (
 SHARED_KEYS = ("layer_names", "negative_names", "negative_kinds")
 #: How far a card's temperature may sit from the one its OOF logits give (relative).
 TEMPERATURE_TOLERANCE = 0.02
+#: The weight grid grows as 21^members: more than this is not searched.
+MAX_MEMBERS = 4
 
 
 @dataclass(frozen=True)
@@ -75,18 +77,27 @@ class Member:
 
 
 def load_member(spec: str, models_dir: Path) -> Member:
-    """`CARD=OOF[:variant]` → the card (a file name in `models_dir`) and its OOF predictions."""
+    """`CARD=OOF[:variant]` → the card (a file name in `models_dir`) and its OOF predictions.
+    The variant is the one the card says it serves (`metrics.cross_validated.variant`); one
+    named here must be that one."""
     card_name, _, rest = spec.partition("=")
     oof_path, _, variant = rest.partition(":")
     if Path(card_name).name != card_name or not oof_path:
         raise SystemExit(f"{spec!r}: expected CARD=OOF[:variant], CARD a file in {models_dir}")
+    card = ModelCard.load(models_dir / card_name)
+    served = card.raw.get("metrics", {}).get("cross_validated", {}).get("variant")
+    if variant and served and variant != served:
+        raise SystemExit(f"{card_name} serves the {served} variant, not {variant}")
+    variant = variant or served
+    if not variant:
+        raise SystemExit(f"{card_name} names no CV variant: give it as CARD=OOF:variant")
     with np.load(oof_path) as oof:
         arrays = {key: oof[key] for key in oof.files}
     if "ema_logits" not in arrays:  # a YOLO student's OOF file: one variant
         arrays = {**arrays, "ema_logits": arrays["last_logits"]}
         for tag in TAGS:
             arrays.setdefault(f"{tag}_flip_logits", arrays["last_logits"])
-    member = Member(ModelCard.load(models_dir / card_name), arrays, variant or "last")
+    member = Member(card, arrays, variant)
     fitted = fit_temperature(member.logits, member.arrays["labels"].astype(np.int64))
     if abs(math.log(member.card.temperature / fitted)) > TEMPERATURE_TOLERANCE:
         raise SystemExit(
@@ -97,31 +108,46 @@ def load_member(spec: str, models_dir: Path) -> Member:
 
 
 def ensemble_oof(members: Sequence[Member]) -> tuple[dict[str, npt.NDArray[Any]], Oof]:
-    """The ensemble's OOF arrays (every variant = the cross-fitted log mixture; the gate
-    distances of the feature member) and the OOF view of the photos."""
+    """The ensemble's OOF arrays and the OOF view of the photos.
+
+    Every variant holds the cross-fitted calibrated log mixture: fold k mixed with member
+    temperatures, weights and ensemble temperature all fitted on the other folds (so `cv_fit`
+    judges an honestly nested estimate; its own temperature on top comes out ≈ 1). The gate
+    arrays are the feature member's: the served gate measures with its features.
+    """
+    if not 2 <= len(members) <= MAX_MEMBERS:
+        raise SystemExit(f"an ensemble takes 2 to {MAX_MEMBERS} members")
     first = members[0].arrays
     for member in members[1:]:
-        same = all((member.arrays[k] == first[k]).all() for k in ("files", "folds", "labels"))
+        same = all(
+            member.arrays[k].shape == first[k].shape and (member.arrays[k] == first[k]).all()
+            for k in ("files", "folds", "labels")
+        )
         if not same:
             raise SystemExit(f"{member.card.name}: other photos or folds than the first member")
+    source = next((m for m in members if m.has_features), None)
+    if source is None:
+        raise SystemExit("no member has features: the ensemble's gate would have none")
     view = Oof(
         members[0].logits,
         first["labels"].astype(np.int64),
         [str(g) for g in first["groups"]],
         first["folds"].astype(np.int64),
     )
-    mixed, _, _ = cross_fitted_mixture([m.logits for m in members], view)
+    mixed, _, fold_temperatures = cross_fitted_mixture([m.logits for m in members], view)
+    calibrated = np.zeros_like(mixed)
+    for fold, temperature in enumerate(fold_temperatures):
+        held = view.folds == fold
+        calibrated[held] = np.log(np.clip(softmax(mixed[held], temperature), 1e-12, 1.0))
     arrays = {k: first[k] for k in ("files", "labels", "groups", "folds")}
     for tag in TAGS:
-        arrays[f"{tag}_logits"] = arrays[f"{tag}_flip_logits"] = mixed.astype(np.float32)
-    source = next((m for m in members if m.has_features), None)
-    if source is not None:
-        own = source.variant.split("+")[0]
-        arrays.update({k: source.arrays[k] for k in SHARED_KEYS if k in source.arrays})
-        for suffix in GATE_SUFFIXES:
-            if f"{own}_{suffix}" in source.arrays:
-                for tag in TAGS:
-                    arrays[f"{tag}_{suffix}"] = source.arrays[f"{own}_{suffix}"]
+        arrays[f"{tag}_logits"] = arrays[f"{tag}_flip_logits"] = calibrated.astype(np.float32)
+    own = source.variant.split("+")[0]
+    arrays.update({k: source.arrays[k] for k in SHARED_KEYS if k in source.arrays})
+    for suffix in GATE_SUFFIXES:
+        if f"{own}_{suffix}" in source.arrays:
+            for tag in TAGS:
+                arrays[f"{tag}_{suffix}"] = source.arrays[f"{own}_{suffix}"]
     return arrays, view
 
 
@@ -141,12 +167,15 @@ def ship_ensemble_oof(
     np.savez_compressed(oof_path, allow_pickle=False, **arrays)
     work_dir.mkdir(parents=True, exist_ok=True)
     report = fit_all(oof_path, work_dir, data, shared_dir, GatePercentiles())
-    oof_path.with_name(oof_path.name.replace(".oof.npz", ".cv.json")).write_text(
-        json.dumps(report, indent=1) + "\n"
-    )
     logits = [m.logits for m in members]
     _, weights, temperature = fit_ensemble(
         logits, view.labels, [m.card.temperature for m in members]
+    )
+    # energy as the served ensemble scores it (the OOF file's log-probabilities have none)
+    energy = sum(w * logsumexp(lg) for w, lg in zip(weights, logits, strict=True))
+    report["energy"] = _energy(np.asarray(energy))
+    oof_path.with_name(oof_path.name.replace(".oof.npz", ".cv.json")).write_text(
+        json.dumps(report, indent=1) + "\n"
     )
     judged = cross_fitted_ensemble(logits, view, CLASSES)
     figures = {k: v for k, v in report["variants"]["last"].items() if k != "fold_temperatures"}
@@ -183,8 +212,7 @@ def ship_ensemble_oof(
         },
     }
     write_card(models_dir / ENSEMBLE_CARD, card)
-    energy = sum(w * logsumexp(lg) for w, lg in zip(weights, logits, strict=True))
-    _save_entries(models_dir, members, report, _energy(np.asarray(energy)), name, digest)
+    _save_entries(models_dir, members, report, name, digest)
     return card
 
 
@@ -215,28 +243,31 @@ def _save_entries(
     models_dir: Path,
     members: Sequence[Member],
     report: dict[str, Any],
-    energy: dict[str, float],
     name: str,
     digest: str,
 ) -> None:
     config = GateConfig.load(models_dir)
-    features = dict(config.features)
-    source = next((m for m in members if m.has_features), None)
-    if source is not None:
-        own = next(
-            (
-                e
-                for e in config.features.values()
-                if e.model_sha256 == source.card.onnx_sha256 == e.features_sha256
-            ),
-            None,
+    source = next(m for m in members if m.has_features)
+    own = next(
+        (
+            e
+            for e in config.features.values()
+            if e.model_sha256 == source.card.onnx_sha256 == e.features_sha256
+        ),
+        None,
+    )
+    if own is None:
+        raise SystemExit(f"{source.card.name} has no feature gate entry of its own in gate.json")
+    feature = feature_entry(
+        report, name, digest, own.features_sha256, own.artefact, own.artefact_sha256
+    )
+    if feature.method != own.method:  # e.g. a variant without the multi-layer distances
+        raise SystemExit(
+            f"the OOF gate distances are {feature.method}, {source.card.name}'s artefact is "
+            f"{own.method}: the thresholds would not fit the served distances"
         )
-        if own is None:
-            raise SystemExit(f"{source.card.name} has no feature gate entry in gate.json")
-        features["ensemble"] = feature_entry(
-            report, name, digest, own.features_sha256, own.artefact, own.artefact_sha256
-        )
-    ood = {**config.ood, "ensemble": energy_entry(energy, name, digest)}
+    features = {**config.features, "ensemble": feature}
+    ood = {**config.ood, "ensemble": energy_entry(report["energy"], name, digest)}
     replace(config, ood=ood, features=features).save(models_dir)
     triage = TriageConfig.load(models_dir)
     malignancy, conformal = triage_entries(report, name, digest)
@@ -257,8 +288,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = Settings()
     models_dir = args.models_dir or settings.models_dir
-    if len(args.members) < 2:
-        raise SystemExit("an ensemble needs two members or more")
     members = [load_member(spec, models_dir) for spec in args.members]
     data = args.data or settings.shared_dir / "data" / "skin6"
     card = ship_ensemble_oof(

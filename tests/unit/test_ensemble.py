@@ -105,7 +105,8 @@ def test_ensemble_members_come_from_its_card_in_its_order(
     assert ensemble.logits(image) == pytest.approx(np.log(by_hand), abs=1e-6)
     assert forward(ensemble, image).probabilities == pytest.approx(by_hand, abs=1e-6)
 
-    # a member that is missing makes the ensemble unavailable; a path outside models_dir fails
+    # a missing member makes the ensemble unavailable; a path outside models_dir or a member
+    # without a card leaves it out (logged) and fails loudly where it is asked for
     (models / "skinscreen-ensemble.json").write_text(
         json.dumps({"members": [{"card": cards[0]}, {"card": "gone.json"}]})
     )
@@ -113,5 +114,12 @@ def test_ensemble_members_come_from_its_card_in_its_order(
     (models / "skinscreen-ensemble.json").write_text(
         json.dumps({"members": [{"card": cards[0]}, {"card": "../elsewhere.json"}]})
     )
+    assert available_backends(linked) == ["effnet"]
     with pytest.raises(ValueError, match="not a file name"):
-        available_backends(linked)
+        load_classifier(linked, "ensemble")
+    (models / "skinscreen-ensemble.json").write_text(
+        json.dumps({"members": [{"card": cards[0]}, {"name": "no card"}]})
+    )
+    assert available_backends(linked) == ["effnet"]
+    with pytest.raises(ValueError, match="not a file name"):
+        load_classifier(linked, "ensemble")

@@ -31,9 +31,22 @@ from service.training.ensemble_ship import load_member, ship_ensemble_oof
 from tests.support.training_data import CV_RECIPE
 
 
+def _nudged(model: Any, step: float) -> Any:
+    """A copy of `model` with its last parameter moved: other weights, another sha256."""
+    import copy
+
+    import torch
+
+    other = copy.deepcopy(model)
+    with torch.no_grad():
+        list(other.parameters())[-1].add_(step)
+    return other.eval()
+
+
 @pytest.fixture(scope="module")
-def two_members(cv_run: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The CV's final model shipped twice: as the served effnet and as an ensemble member."""
+def two_members(cv_run: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The CV's final model as the served effnet (member-a) and a nudged copy of it shipped as
+    an ensemble member (member-b)."""
     report = cv_fit.fit_all(
         cv_run["oof"], cv_run["work"], cv_run["data"], cv_run["shared"], GatePercentiles()
     )
@@ -41,24 +54,35 @@ def two_members(cv_run: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
     model, log, images = cv_final.train_final(
         cv_run["data"], cv_run["work"] / "final", CV_RECIPE, report["chosen"]
     )
-    for name, entry in (("member-a", "effnet"), ("member-b", "member-b")):
+    shipped = {"models": models, "report": report, "model": model, "log": log, "images": images}
+
+    def ship(name: str, entry: str, step: float) -> ModelCard:
+        weights = _nudged(model, step) if step else model
         cv_final.ship_final(
-            model, log, images, cv_run["data"], models, name, "0.0.1", CV_RECIPE, report, entry
+            weights, log, images, cv_run["data"], models, name, "0.0.1", CV_RECIPE, report, entry
         )
-    (models / "chosen.txt").write_text(report["chosen"])
-    return models
+        return ModelCard.load(models / f"{name}.json")
+
+    ship("member-a", "effnet", 0.0)
+    ship("member-b", "member-b", 0.01)
+    return {**shipped, "ship": ship}
 
 
 @pytest.mark.slow
 def test_an_ensemble_ships_with_oof_weights_and_thresholds(
-    cv_run: dict[str, Any], two_members: Path, tmp_path: Path
+    cv_run: dict[str, Any], two_members: dict[str, Any], tmp_path: Path
 ) -> None:
-    models, chosen = two_members, (two_members / "chosen.txt").read_text()
+    models, chosen = two_members["models"], two_members["report"]["chosen"]
     a, b = (ModelCard.load(models / f"member-{x}.json") for x in "ab")
+    assert a.onnx_sha256 != b.onnx_sha256
     config = GateConfig.load(models)
-    # a member keeps the served model's entries and gets its own
+    # a member keeps the served model's entries and gets its own, and re-shipping the served
+    # model leaves them alone (only a borrower of its features, as yolo, follows it)
+    two_members["ship"]("member-a", "effnet", 0.0)
+    config = GateConfig.load(models)
     assert config.features["effnet"].model_sha256 == a.onnx_sha256
-    assert config.features["member-b"].model_sha256 == b.onnx_sha256
+    member_b = config.features["member-b"]
+    assert member_b.model_sha256 == member_b.features_sha256 == b.onnx_sha256
 
     members = [load_member(f"member-{x}.json={cv_run['oof']}:{chosen}", models) for x in "ab"]
     card = ship_ensemble_oof(
@@ -92,6 +116,7 @@ def test_an_ensemble_ships_with_oof_weights_and_thresholds(
     settings = Settings(models_dir=models, effnet_model="member-a", yolo_model="not-shipped")
     assert available_backends(settings) == ["effnet", "ensemble"]
     beats = figures["macro_f1"] > a.raw["metrics"]["cross_validated"]["macro_f1"]
+    beats = beats and figures["beats_best_single"]
     assert default_backend(settings) == ("ensemble" if beats else "effnet")
     screener = load_screener(settings, "ensemble")
     assert screener.features is not None and screener.features[0].model_sha256 == digest
@@ -100,21 +125,56 @@ def test_an_ensemble_ships_with_oof_weights_and_thresholds(
     outcome, classification = screener.screen(load_rgb(cv_run["items"][0].path))
     assert outcome.status in ("ok", "inconclusive", "rejected") and classification.label
 
-    # a new member-b re-links only that member, and drops the weights fitted with the old one
-    assert relink_ensemble(models, b)
+    # an ensemble card that says it does not beat its best member is never the default
+    doctored = json.loads(json.dumps(on_disk))
+    doctored["metrics"]["cross_validated"].update(macro_f1=1.0, beats_best_single=False)
+    (models / ENSEMBLE_CARD).write_text(json.dumps(doctored))
+    assert default_backend(settings) == "effnet"
+    doctored["metrics"]["cross_validated"]["beats_best_single"] = True
+    (models / ENSEMBLE_CARD).write_text(json.dumps(doctored))
+    assert default_backend(settings) == "ensemble"
+    (models / ENSEMBLE_CARD).write_text(json.dumps(on_disk))
+
+    # member-b retrained: the ensemble is left out until re-linked, which replaces only that
+    # member, drops what was fitted with the old one and keeps member-a's feature gate
+    two_members["ship"]("member-b", "member-b", 0.02)
+    new_b = ModelCard.load(models / "member-b.json")
+    assert new_b.onnx_sha256 not in (a.onnx_sha256, b.onnx_sha256)
+    assert available_backends(settings) == ["effnet"]
+    with pytest.raises(ValueError, match="other weights"):
+        load_screener(settings, "ensemble")
+    assert relink_ensemble(models, new_b, by_name_only=True)
     relinked = json.loads((models / ENSEMBLE_CARD).read_text())
-    assert relinked["members"][0] == on_disk["members"][0] and "weights" not in relinked
+    assert relinked["members"][0] == on_disk["members"][0]
+    assert relinked["members"][1]["onnx_sha256"] == new_b.onnx_sha256
+    assert "weights" not in relinked and "cross_validated" not in relinked["metrics"]
+    new_digest = hashlib.sha256((a.onnx_sha256 + new_b.onnx_sha256).encode()).hexdigest()
+    gate, triage = GateConfig.load(models), TriageConfig.load(models)
+    assert gate.features["ensemble"].model_sha256 == new_digest
+    assert gate.features["ensemble"].features_sha256 == a.onnx_sha256
+    assert "ensemble" not in gate.ood
+    assert digest not in {e.model_sha256 for e in triage.conformal.values()}
+    assert available_backends(settings) == ["effnet", "ensemble"]
+    assert default_backend(settings) == "effnet"  # no out-of-fold figures any more
+    # a member under another name is not taken for member-b
+    other = ModelCard(models / "elsewhere.json", {**new_b.raw, "name": "member-z"})
+    assert not relink_ensemble(models, other, by_name_only=True)
 
 
 @pytest.mark.slow
 def test_a_card_that_is_not_the_oof_model_is_refused(
-    cv_run: dict[str, Any], two_members: Path
+    cv_run: dict[str, Any], two_members: dict[str, Any]
 ) -> None:
-    chosen = (two_members / "chosen.txt").read_text()
-    raw = json.loads((two_members / "member-b.json").read_text())
+    models, chosen = two_members["models"], two_members["report"]["chosen"]
+    raw = json.loads((models / "member-a.json").read_text())
     raw["calibration"]["temperature"] *= 2
-    (two_members / "member-c.json").write_text(json.dumps(raw))
+    (models / "member-c.json").write_text(json.dumps(raw))
     with pytest.raises(SystemExit, match="temperature"):
-        load_member(f"member-c.json={cv_run['oof']}:{chosen}", two_members)
+        load_member(f"member-c.json={cv_run['oof']}:{chosen}", models)
     with pytest.raises(SystemExit, match="CARD=OOF"):
-        load_member(f"../member-b.json={cv_run['oof']}", two_members)
+        load_member(f"../member-a.json={cv_run['oof']}", models)
+    other = "last" if chosen != "last" else "ema"
+    with pytest.raises(SystemExit, match="serves the"):  # not the variant the card serves
+        load_member(f"member-a.json={cv_run['oof']}:{other}", models)
+    # without a variant the card's own is taken
+    assert load_member(f"member-a.json={cv_run['oof']}", models).variant == chosen
