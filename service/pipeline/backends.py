@@ -138,10 +138,7 @@ def load_classifier(settings: Settings, backend: str | None = None) -> Classifie
         if stale := _stale_members(settings):
             raise ValueError(f"{ENSEMBLE_CARD} was fitted with other weights of {stale}")
         return EnsembleClassifier(
-            [
-                OnnxClassifier.from_card_path(member, settings.onnx_threads)
-                for member in members
-            ],
+            [OnnxClassifier.from_card_path(member, settings.onnx_threads) for member in members],
             temperature=ensemble_temperature(settings),
             weights=ensemble_weights(settings),
         )

@@ -44,6 +44,7 @@ from service.training.cv_fold import TAGS
 from service.training.cv_gate import GatePercentiles
 from service.training.cv_gate_report import gate_section
 from service.training.cv_negatives import negative_images
+from service.training.oof_entries import energy_bars
 from service.training.triage_threshold import BUDGET, TARGET
 
 ALPHA = 0.05
@@ -107,12 +108,7 @@ def fit_all(
     report["temperature"] = temperature
     energy = np.log(np.exp(logits - logits.max(axis=1, keepdims=True)).sum(axis=1))
     energy += logits.max(axis=1)
-    report["energy"] = {
-        "threshold": round(float(np.percentile(energy, 1.0)), 5),
-        "soft_threshold": round(float(np.percentile(energy, 10.0)), 5),
-        "percentile": 1.0,
-        "soft_percentile": 10.0,
-    }
+    report["energy"] = energy_bars(energy)
     plan = work_dir / "plan.json"
     if plan.is_file():
         report["recipe"] = json.loads(plan.read_text())["recipe"]

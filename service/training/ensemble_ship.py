@@ -44,7 +44,13 @@ from service.settings import Settings
 from service.training.cv_fit import fit_all, variants
 from service.training.cv_fold import TAGS
 from service.training.cv_gate import GatePercentiles
-from service.training.oof_entries import OOF_NOTE, energy_entry, feature_entry, triage_entries
+from service.training.oof_entries import (
+    OOF_NOTE,
+    energy_bars,
+    energy_entry,
+    feature_entry,
+    triage_entries,
+)
 from service.training.shipping import dataset_fingerprint
 
 #: Gate arrays of an OOF file, per weight tag (`<tag>_<suffix>`), and the shared ones.
@@ -173,7 +179,7 @@ def ship_ensemble_oof(
     )
     # energy as the served ensemble scores it (the OOF file's log-probabilities have none)
     energy = sum(w * logsumexp(lg) for w, lg in zip(weights, logits, strict=True))
-    report["energy"] = _energy(np.asarray(energy))
+    report["energy"] = energy_bars(np.asarray(energy))
     oof_path.with_name(oof_path.name.replace(".oof.npz", ".cv.json")).write_text(
         json.dumps(report, indent=1) + "\n"
     )
@@ -226,16 +232,6 @@ def _entry(member: Member, judged: dict[str, Any]) -> dict[str, Any]:
         "variant": member.variant,
         "oof_macro_f1": judged["macro_f1"],
         "oof_macro_f1_ci95": judged["macro_f1_ci95"],
-    }
-
-
-def _energy(energy: npt.NDArray[np.float64]) -> dict[str, float]:
-    """Energy thresholds as the served ensemble scores it: the weighted mean of its members'."""
-    return {
-        "threshold": round(float(np.percentile(energy, 1.0)), 5),
-        "soft_threshold": round(float(np.percentile(energy, 10.0)), 5),
-        "percentile": 1.0,
-        "soft_percentile": 10.0,
     }
 
 

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from service.pipeline.gate_config import FeatureThreshold, OodThreshold
 from service.pipeline.triage_config import ConformalThreshold, MalignancyThreshold
 from service.training.triage_threshold import TARGET
@@ -39,6 +42,16 @@ def feature_entry(
         unusual_threshold=round(fitted["unusual"], 4),
         unusual_few_skin_threshold=round(fitted["unusual_few_skin"], 4),
     )
+
+
+def energy_bars(energy: npt.NDArray[np.float64]) -> dict[str, float]:
+    """Energy-score bars at the 1st (reject) and 10th (soft) percentiles of skin photos."""
+    return {
+        "threshold": round(float(np.percentile(energy, 1.0)), 5),
+        "soft_threshold": round(float(np.percentile(energy, 10.0)), 5),
+        "percentile": 1.0,
+        "soft_percentile": 10.0,
+    }
 
 
 def energy_entry(energy: dict[str, Any], model_name: str, model_sha256: str) -> OodThreshold:
