@@ -28,11 +28,16 @@ def card_path(settings: Settings, backend: str) -> Path:
 
 
 def _ensemble_card(settings: Settings) -> dict[str, Any] | None:
+    """The ensemble card, None without one; ValueError when it is not a card."""
     path = settings.models_dir / ENSEMBLE_CARD
     if not path.is_file():
         return None
-    card: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return card
+    card = json.loads(path.read_text(encoding="utf-8"))
+    members = card.get("members", []) if isinstance(card, dict) else None
+    if not isinstance(members, list) or not all(isinstance(m, dict) for m in members):
+        raise ValueError(f"{ENSEMBLE_CARD} is not a model card with a list of members")
+    result: dict[str, Any] = card
+    return result
 
 
 def ensemble_member_cards(settings: Settings) -> list[Path]:
@@ -73,7 +78,7 @@ def available_backends(settings: Settings) -> list[str]:
     try:
         members = ensemble_member_cards(settings)
         stale = _stale_members(settings)
-    except (ValueError, KeyError, OSError) as exc:
+    except (ValueError, KeyError, TypeError, OSError) as exc:
         log.warning("ensemble.card_invalid", error=str(exc))
         return singles
     if stale:
@@ -105,9 +110,10 @@ def default_backend(settings: Settings) -> str:
     An ensemble whose card says it does not beat its best member (`beats_best_single`) is
     never the default, even where that member is not served alone."""
     candidates = available_backends(settings)
-    card = _ensemble_card(settings) or {}
-    if card.get("metrics", {}).get("cross_validated", {}).get("beats_best_single") is False:
-        candidates = [b for b in candidates if b != "ensemble"]
+    if "ensemble" in candidates:  # its card was readable just now
+        card = _ensemble_card(settings) or {}
+        if card.get("metrics", {}).get("cross_validated", {}).get("beats_best_single") is False:
+            candidates.remove("ensemble")
     if not candidates:
         raise FileNotFoundError(f"no model cards in {settings.models_dir}")
     return max(candidates, key=lambda b: (*headline_macro_f1(settings, b), -candidates.index(b)))

@@ -140,6 +140,13 @@ class GateConfig:
                 return entry
         return None
 
+    def own_features(self, sha256: str) -> FeatureThreshold | None:
+        """The feature entry a model measures with its own features (not borrowed ones)."""
+        for entry in self.features.values():
+            if entry.model_sha256 == sha256 == entry.features_sha256:
+                return entry
+        return None
+
     def as_json(self) -> dict[str, Any]:
         """JSON document form (the inverse of `from_json`)."""
         return {

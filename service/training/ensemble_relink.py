@@ -51,6 +51,8 @@ def relink_ensemble(models_dir: Path, effnet: ModelCard, by_name_only: bool = Fa
     card["sha256"] = hashlib.sha256(
         "".join(str(m["onnx_sha256"]) for m in members).encode()
     ).hexdigest()
+    for stale in ("triage", "note"):  # fitted on, or written for, the old mixture
+        card.pop(stale, None)
     card["calibration"] = {"method": "none (see note)", "temperature": 1.0}
     card["metrics"] = {"note": ENSEMBLE_NOTE}
     write_card(path, card)
@@ -80,9 +82,7 @@ def _feature_entry_of_source(
     for member in members:
         card = ModelCard.load(models_dir / str(member["card"]))
         if FEATURES_OUTPUT in card.outputs:
-            sha = card.onnx_sha256
-            entries = config.features.values()
-            return next((e for e in entries if e.model_sha256 == sha == e.features_sha256), None)
+            return config.own_features(card.onnx_sha256)
     return None
 
 

@@ -36,7 +36,7 @@ from service.evaluation.ensemble_cv import cross_fitted_ensemble, cross_fitted_m
 from service.pipeline.backends import ENSEMBLE_CARD
 from service.pipeline.classifier import FEATURES_OUTPUT
 from service.pipeline.domain import CLASSES
-from service.pipeline.gate_config import GateConfig
+from service.pipeline.gate_config import FeatureThreshold, GateConfig
 from service.pipeline.model_card import ModelCard, write_card
 from service.pipeline.ood import logsumexp
 from service.pipeline.triage_config import TriageConfig
@@ -165,7 +165,12 @@ def ship_ensemble_oof(
     work_dir: Path,
     version: str,
 ) -> dict[str, Any]:
-    """Write the ensemble's OOF file and report, its card and its gate/triage entries."""
+    """Write the ensemble's OOF file and report, its card and its gate/triage entries (the
+    card last: a refusal leaves the shipped ensemble as it was)."""
+    source = next((m for m in members if m.has_features), None)
+    own = GateConfig.load(models_dir).own_features(source.card.onnx_sha256) if source else None
+    if source is not None and own is None:
+        raise SystemExit(f"{source.card.name} has no feature gate entry of its own in gate.json")
     arrays, view = ensemble_oof(members)
     cv_dir = models_dir / "cv"
     cv_dir.mkdir(parents=True, exist_ok=True)
@@ -180,14 +185,23 @@ def ship_ensemble_oof(
     # energy as the served ensemble scores it (the OOF file's log-probabilities have none)
     energy = sum(w * logsumexp(lg) for w, lg in zip(weights, logits, strict=True))
     report["energy"] = energy_bars(np.asarray(energy))
+    digest = hashlib.sha256("".join(m.card.onnx_sha256 for m in members).encode()).hexdigest()
+    name = f"ensemble({'+'.join(m.card.name for m in members)})"
+    assert source is not None and own is not None  # ensemble_oof refuses a featureless one
+    feature = feature_entry(
+        report, name, digest, own.features_sha256, own.artefact, own.artefact_sha256
+    )
+    if feature.method != own.method:  # e.g. a variant without the multi-layer distances
+        raise SystemExit(
+            f"the OOF gate distances are {feature.method}, {source.card.name}'s artefact is "
+            f"{own.method}: the thresholds would not fit the served distances"
+        )
     oof_path.with_name(oof_path.name.replace(".oof.npz", ".cv.json")).write_text(
         json.dumps(report, indent=1) + "\n"
     )
     judged = cross_fitted_ensemble(logits, view, CLASSES)
     figures = {k: v for k, v in report["variants"]["last"].items() if k != "fold_temperatures"}
     best_single = max(s["macro_f1"] for s in judged["members"])
-    digest = hashlib.sha256("".join(m.card.onnx_sha256 for m in members).encode()).hexdigest()
-    name = f"ensemble({'+'.join(m.card.name for m in members)})"
     card: dict[str, Any] = {
         "name": Path(ENSEMBLE_CARD).stem,
         "version": version,
@@ -217,13 +231,15 @@ def ship_ensemble_oof(
             "gate": {k: v for k, v in report["gate"].items() if k != "negatives"},
         },
     }
+    _save_entries(models_dir, feature, report, name, digest)
     write_card(models_dir / ENSEMBLE_CARD, card)
-    _save_entries(models_dir, members, report, name, digest)
     return card
 
 
 def _entry(member: Member, judged: dict[str, Any]) -> dict[str, Any]:
     return {
+        # `effnet` for a model with gate features; re-linking falls back to that key
+        "backend": "effnet" if member.has_features else "yolo",
         "name": member.card.name,
         "version": str(member.card.raw["version"]),
         "card": member.card.path.name,
@@ -236,32 +252,9 @@ def _entry(member: Member, judged: dict[str, Any]) -> dict[str, Any]:
 
 
 def _save_entries(
-    models_dir: Path,
-    members: Sequence[Member],
-    report: dict[str, Any],
-    name: str,
-    digest: str,
+    models_dir: Path, feature: FeatureThreshold, report: dict[str, Any], name: str, digest: str
 ) -> None:
     config = GateConfig.load(models_dir)
-    source = next(m for m in members if m.has_features)
-    own = next(
-        (
-            e
-            for e in config.features.values()
-            if e.model_sha256 == source.card.onnx_sha256 == e.features_sha256
-        ),
-        None,
-    )
-    if own is None:
-        raise SystemExit(f"{source.card.name} has no feature gate entry of its own in gate.json")
-    feature = feature_entry(
-        report, name, digest, own.features_sha256, own.artefact, own.artefact_sha256
-    )
-    if feature.method != own.method:  # e.g. a variant without the multi-layer distances
-        raise SystemExit(
-            f"the OOF gate distances are {feature.method}, {source.card.name}'s artefact is "
-            f"{own.method}: the thresholds would not fit the served distances"
-        )
     features = {**config.features, "ensemble": feature}
     ood = {**config.ood, "ensemble": energy_entry(report["energy"], name, digest)}
     replace(config, ood=ood, features=features).save(models_dir)

@@ -123,3 +123,7 @@ def test_ensemble_members_come_from_its_card_in_its_order(
     assert available_backends(linked) == ["effnet"]
     with pytest.raises(ValueError, match="not a file name"):
         load_classifier(linked, "ensemble")
+    for broken in ("{not json", "[]", '{"members": ["a.json", "b.json"]}'):
+        (models / "skinscreen-ensemble.json").write_text(broken)
+        assert available_backends(linked) == ["effnet"]
+        assert default_backend(linked) == "effnet"  # the single models keep working

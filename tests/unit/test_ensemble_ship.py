@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,8 @@ import pytest
 pytest.importorskip("torch", reason="training needs the `train` extra")
 pytest.importorskip("efficientnet_lite_pytorch", reason="training needs the `train` extra")
 
+from service.evaluation.cv_metrics import Oof, softmax
+from service.evaluation.ensemble_cv import cross_fitted_mixture
 from service.images import load_rgb
 from service.pipeline.backends import (
     ENSEMBLE_CARD,
@@ -22,6 +25,7 @@ from service.pipeline.backends import (
 )
 from service.pipeline.gate_config import GateConfig
 from service.pipeline.model_card import ModelCard
+from service.pipeline.ood import logsumexp
 from service.pipeline.triage_config import TriageConfig
 from service.settings import Settings
 from service.training import cv_final, cv_fit
@@ -84,15 +88,16 @@ def test_an_ensemble_ships_with_oof_weights_and_thresholds(
     member_b = config.features["member-b"]
     assert member_b.model_sha256 == member_b.features_sha256 == b.onnx_sha256
 
-    members = [load_member(f"member-{x}.json={cv_run['oof']}:{chosen}", models) for x in "ab"]
+    # the non-served member first: it is the one whose features the ensemble's gate measures
+    members = [load_member(f"member-{x}.json={cv_run['oof']}:{chosen}", models) for x in "ba"]
     card = ship_ensemble_oof(
         members, models, cv_run["data"], cv_run["shared"], tmp_path / "work", "0.0.1"
     )
 
-    digest = hashlib.sha256((a.onnx_sha256 + b.onnx_sha256).encode()).hexdigest()
+    digest = hashlib.sha256((b.onnx_sha256 + a.onnx_sha256).encode()).hexdigest()
     on_disk = json.loads((models / ENSEMBLE_CARD).read_text())
     assert on_disk["sha256"] == digest == card["sha256"]
-    assert [m["card"] for m in on_disk["members"]] == ["member-a.json", "member-b.json"]
+    assert [m["card"] for m in on_disk["members"]] == ["member-b.json", "member-a.json"]
     assert len(on_disk["weights"]) == 2 and sum(on_disk["weights"]) == pytest.approx(1.0)
     figures = on_disk["metrics"]["cross_validated"]
     assert 0 <= figures["macro_f1_ci95"][0] <= figures["macro_f1"] <= figures["macro_f1_ci95"][1]
@@ -105,12 +110,24 @@ def test_an_ensemble_ships_with_oof_weights_and_thresholds(
         for key in ("layer_distances", "negative_layer_distances", "feature_distance"):
             np.testing.assert_array_equal(oof[f"last_{key}"], source[f"{tag}_{key}"])
         assert (oof["folds"] == source["folds"]).all()
+        # each fold: the mixture fitted on the other folds, calibrated by their temperature
+        view = Oof(members[0].logits, oof["labels"], list(oof["groups"]), oof["folds"])
+        mixed, _, temperatures = cross_fitted_mixture([m.logits for m in members], view)
+        for fold, t in enumerate(temperatures):
+            held = oof["folds"] == fold
+            expected = np.log(np.clip(softmax(mixed[held], t), 1e-12, 1))
+            np.testing.assert_allclose(oof["last_logits"][held], expected, atol=1e-5)
 
     gate, triage = GateConfig.load(models), TriageConfig.load(models)
     feature = gate.features["ensemble"]
-    assert feature.model_sha256 == digest and feature.features_sha256 == a.onnx_sha256
-    assert feature.artefact == gate.features["effnet"].artefact
+    assert feature.model_sha256 == digest and feature.features_sha256 == b.onnx_sha256
+    assert (
+        feature.artefact == gate.features["member-b"].artefact != gate.features["effnet"].artefact
+    )
+    # energy bars as the served ensemble scores it: the weighted mean of the members' energies
+    energy = sum(w * logsumexp(m.logits) for w, m in zip(on_disk["weights"], members, strict=True))
     assert gate.ood["ensemble"].model_sha256 == digest
+    assert gate.ood["ensemble"].threshold == round(float(np.percentile(energy, 1.0)), 5)
     assert triage.conformal["ensemble"].threshold == on_disk["metrics"]["conformal"]["threshold"]
 
     settings = Settings(models_dir=models, effnet_model="member-a", yolo_model="not-shipped")
@@ -136,7 +153,7 @@ def test_an_ensemble_ships_with_oof_weights_and_thresholds(
     (models / ENSEMBLE_CARD).write_text(json.dumps(on_disk))
 
     # member-b retrained: the ensemble is left out until re-linked, which replaces only that
-    # member, drops what was fitted with the old one and keeps member-a's feature gate
+    # member, drops what was fitted with the old one and keys the gate to the new member-b
     two_members["ship"]("member-b", "member-b", 0.02)
     new_b = ModelCard.load(models / "member-b.json")
     assert new_b.onnx_sha256 not in (a.onnx_sha256, b.onnx_sha256)
@@ -145,13 +162,17 @@ def test_an_ensemble_ships_with_oof_weights_and_thresholds(
         load_screener(settings, "ensemble")
     assert relink_ensemble(models, new_b, by_name_only=True)
     relinked = json.loads((models / ENSEMBLE_CARD).read_text())
-    assert relinked["members"][0] == on_disk["members"][0]
-    assert relinked["members"][1]["onnx_sha256"] == new_b.onnx_sha256
+    assert relinked["members"][1] == on_disk["members"][1]
+    assert relinked["members"][0]["onnx_sha256"] == new_b.onnx_sha256
     assert "weights" not in relinked and "cross_validated" not in relinked["metrics"]
-    new_digest = hashlib.sha256((a.onnx_sha256 + new_b.onnx_sha256).encode()).hexdigest()
+    new_digest = hashlib.sha256((new_b.onnx_sha256 + a.onnx_sha256).encode()).hexdigest()
     gate, triage = GateConfig.load(models), TriageConfig.load(models)
     assert gate.features["ensemble"].model_sha256 == new_digest
-    assert gate.features["ensemble"].features_sha256 == a.onnx_sha256
+    assert gate.features["ensemble"].features_sha256 == new_b.onnx_sha256
+    assert gate.features["ensemble"] == replace(
+        gate.own_features(new_b.onnx_sha256), model_name=gate.features["ensemble"].model_name,
+        model_sha256=new_digest,
+    )  # fmt: skip
     assert "ensemble" not in gate.ood
     assert digest not in {e.model_sha256 for e in triage.conformal.values()}
     assert available_backends(settings) == ["effnet", "ensemble"]
@@ -178,3 +199,23 @@ def test_a_card_that_is_not_the_oof_model_is_refused(
         load_member(f"member-a.json={cv_run['oof']}:{other}", models)
     # without a variant the card's own is taken
     assert load_member(f"member-a.json={cv_run['oof']}", models).variant == chosen
+
+
+@pytest.mark.slow
+def test_a_gate_of_another_kind_is_refused_and_nothing_is_written(
+    cv_run: dict[str, Any], two_members: dict[str, Any], tmp_path: Path
+) -> None:
+    models, chosen = two_members["models"], two_members["report"]["chosen"]
+    members = [load_member(f"member-{x}.json={cv_run['oof']}:{chosen}", models) for x in "ab"]
+    config = GateConfig.load(models)
+    effnet = config.features["effnet"]
+    assert effnet.method == "layered-mahalanobis"
+    replace(
+        config, features={**config.features, "effnet": replace(effnet, method="mahalanobis")}
+    ).save(models)
+    before = {p.name: p.read_bytes() for p in models.glob("*.json")}
+    with pytest.raises(SystemExit, match="would not fit"):
+        ship_ensemble_oof(
+            members, models, cv_run["data"], cv_run["shared"], tmp_path / "work", "0.0.1"
+        )
+    assert {p.name: p.read_bytes() for p in models.glob("*.json")} == before
