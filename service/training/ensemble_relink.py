@@ -80,7 +80,10 @@ def _feature_entry_of_source(
     """The own feature entry of the first member with features (the one the gate measures
     with, `ood.feature_source`), None when it has none."""
     for member in members:
-        card = ModelCard.load(models_dir / str(member["card"]))
+        path = models_dir / Path(str(member.get("card", ""))).name
+        if not path.is_file():  # a member that is not shipped here has no features to lend
+            continue
+        card = ModelCard.load(path)
         if FEATURES_OUTPUT in card.outputs:
             return config.own_features(card.onnx_sha256)
     return None
