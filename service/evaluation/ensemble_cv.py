@@ -80,20 +80,37 @@ def cross_fitted_mixture(
     return mixed, fold_weights, fold_temperatures
 
 
-def cross_fitted_ensemble(
-    member_logits: Sequence[FloatArray], oof: Oof, classes: Sequence[str]
-) -> dict[str, Any]:
-    """Figures of the ensemble and of each member, every fold judged with fits on the others."""
+def cross_fitted_probabilities(
+    member_logits: Sequence[FloatArray], oof: Oof
+) -> tuple[FloatArray, list[list[float]]]:
+    """Each fold's calibrated ensemble probabilities, everything fitted on the other folds;
+    the weights per fold."""
     mixed, fold_weights, fold_temperatures = cross_fitted_mixture(member_logits, oof)
     probs = np.zeros_like(mixed)
     for fold, t in enumerate(fold_temperatures):
         held = oof.folds == fold
         probs[held] = softmax(mixed[held], t)
-    ensemble = figures(probs, oof, classes)
+    return probs, fold_weights
+
+
+def member_figures(
+    member_logits: Sequence[FloatArray], oof: Oof, classes: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Each member's figures alone, its temperature cross-fitted."""
     singles = []
     for lg in member_logits:
         single, _ = cross_fitted_temperature(Oof(lg, oof.labels, oof.groups, oof.folds))
         singles.append(figures(single, oof, classes))
+    return singles
+
+
+def cross_fitted_ensemble(
+    member_logits: Sequence[FloatArray], oof: Oof, classes: Sequence[str]
+) -> dict[str, Any]:
+    """Figures of the ensemble and of each member, every fold judged with fits on the others."""
+    probs, fold_weights = cross_fitted_probabilities(member_logits, oof)
+    ensemble = figures(probs, oof, classes)
+    singles = member_figures(member_logits, oof, classes)
     best_single = max(s["macro_f1"] for s in singles)
     temps, weights, t = fit_ensemble(member_logits, oof.labels)
     return {

@@ -14,6 +14,7 @@ from service.pipeline.classifier import (
     OnnxClassifier,
 )
 from service.pipeline.gate_config import GateConfig
+from service.pipeline.model_card import ModelCard
 from service.pipeline.screening import Screener
 from service.settings import Settings
 
@@ -40,11 +41,13 @@ def _ensemble_card(settings: Settings) -> dict[str, Any] | None:
     return result
 
 
-def ensemble_member_cards(settings: Settings) -> list[Path]:
-    """The member cards the ensemble card lists, in the order of its weights (YOLO and
-    EfficientNet when there is no card or it names none). A member is a file in `models_dir`;
-    a malformed list raises ValueError."""
-    members = (_ensemble_card(settings) or {}).get("members", [])
+def ensemble_member_cards(settings: Settings, card: dict[str, Any] | None = None) -> list[Path]:
+    """The member cards the ensemble card (read here unless given) lists, in the order of its
+    weights (YOLO and EfficientNet when there is no card or it names none). A member is a file
+    in `models_dir`; a malformed list raises ValueError."""
+    if card is None:
+        card = _ensemble_card(settings) or {}
+    members = card.get("members", [])
     if not members:
         return [card_path(settings, b) for b in ("yolo", "effnet")]
     names = [str(m.get("card", "")) for m in members]
@@ -56,17 +59,14 @@ def ensemble_member_cards(settings: Settings) -> list[Path]:
     return [settings.models_dir / name for name in names]
 
 
-def _stale_members(settings: Settings) -> list[str]:
+def _stale_members(settings: Settings, card: dict[str, Any]) -> list[str]:
     """Members whose card's ONNX sha256 is not the one the ensemble card was fitted with."""
-    card = _ensemble_card(settings) or {}
     stale = []
-    for member in card.get("members", []):
-        recorded, name = member.get("onnx_sha256"), str(member.get("card", ""))
-        path = settings.models_dir / Path(name).name
-        if recorded and name and path.is_file():
-            current = json.loads(path.read_text(encoding="utf-8"))["weights"]["onnx_sha256"]
-            if current != recorded:
-                stale.append(str(member["card"]))
+    paths = ensemble_member_cards(settings, card)  # (the defaults when it lists none: no pairs)
+    for member, path in zip(card.get("members", []), paths, strict=False):
+        recorded = member.get("onnx_sha256")
+        if recorded and path.is_file() and ModelCard.load(path).onnx_sha256 != recorded:
+            stale.append(path.name)
     return stale
 
 
@@ -76,8 +76,9 @@ def available_backends(settings: Settings) -> list[str]:
     or stale ensemble card leaves it out (logged) rather than stopping the single models."""
     singles = [b for b in ("yolo", "effnet") if card_path(settings, b).is_file()]
     try:
-        members = ensemble_member_cards(settings)
-        stale = _stale_members(settings)
+        card = _ensemble_card(settings) or {}
+        members = ensemble_member_cards(settings, card)
+        stale = _stale_members(settings, card)
     except (ValueError, KeyError, TypeError, OSError) as exc:
         log.warning("ensemble.card_invalid", error=str(exc))
         return singles
@@ -124,15 +125,14 @@ def resolve_backend(settings: Settings) -> str:
     return default_backend(settings) if settings.classifier == "default" else settings.classifier
 
 
-def ensemble_weights(settings: Settings) -> list[float] | None:
+def ensemble_weights(card: dict[str, Any]) -> list[float] | None:
     """The ensemble card's member weights (its members' order), None for a plain mean."""
-    weights = (_ensemble_card(settings) or {}).get("weights")
+    weights = card.get("weights")
     return [float(w) for w in weights] if weights else None
 
 
-def ensemble_temperature(settings: Settings) -> float:
+def ensemble_temperature(card: dict[str, Any]) -> float:
     """The ensemble's own calibration temperature (1.0 when its card has none)."""
-    card = _ensemble_card(settings) or {}
     return float(card.get("calibration", {}).get("temperature", 1.0))
 
 
@@ -140,13 +140,14 @@ def load_classifier(settings: Settings, backend: str | None = None) -> Classifie
     """Load a backend once (at start-up); ONNX sessions are reused for every request."""
     name = backend or resolve_backend(settings)
     if name == "ensemble":
-        members = ensemble_member_cards(settings)
-        if stale := _stale_members(settings):
+        card = _ensemble_card(settings) or {}
+        members = ensemble_member_cards(settings, card)
+        if stale := _stale_members(settings, card):
             raise ValueError(f"{ENSEMBLE_CARD} was fitted with other weights of {stale}")
         return EnsembleClassifier(
             [OnnxClassifier.from_card_path(member, settings.onnx_threads) for member in members],
-            temperature=ensemble_temperature(settings),
-            weights=ensemble_weights(settings),
+            temperature=ensemble_temperature(card),
+            weights=ensemble_weights(card),
         )
     classifier = OnnxClassifier.from_card_path(card_path(settings, name), settings.onnx_threads)
     if classifier.has_features or not card_path(settings, "effnet").is_file():

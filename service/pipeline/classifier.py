@@ -143,6 +143,14 @@ class OnnxClassifier:
         return softmax(self.logits(images), self.card.temperature)
 
 
+def ensemble_info(members: Sequence[ModelInfo]) -> ModelInfo:
+    """The ensemble's identity: its members' names joined, and the sha256 of their sha256s in
+    order — the key of its gate and triage entries."""
+    joined = "+".join(m.name for m in members)
+    digest = hashlib.sha256("".join(m.sha256 for m in members).encode()).hexdigest()
+    return ModelInfo(name=f"ensemble({joined})", version="1", sha256=digest)
+
+
 class EnsembleClassifier:
     """Weighted mean (plain mean without `weights`) of the members' calibrated probabilities,
     re-calibrated by one ensemble temperature.
@@ -171,15 +179,17 @@ class EnsembleClassifier:
         if len(weights) != len(members) or min(weights) < 0 or sum(weights) <= 0:
             raise ValueError(f"ensemble weights {list(weights)} do not fit {len(members)} members")
         self.weights = np.asarray(weights, dtype=np.float64) / float(sum(weights))
-        joined = "+".join(m.info.name for m in members)
-        digest = hashlib.sha256("".join(m.info.sha256 for m in members).encode()).hexdigest()
-        self.info = ModelInfo(name=f"ensemble({joined})", version="1", sha256=digest)
+        self.info = ensemble_info([m.info for m in members])
+
+    def mix(self, member_rows: Sequence[FloatArray]) -> FloatArray:
+        """The weighted mean of one row array per member (probabilities, energies)."""
+        mixed: FloatArray = np.tensordot(self.weights, np.stack(member_rows), axes=1)
+        return mixed
 
     def logits(self, images: Sequence[Image.Image]) -> FloatArray:
         """Log of the members' (weighted) mean calibrated probability (before the ensemble
         temperature)."""
-        stacked = np.stack([m.probabilities(images) for m in self.members])
-        mean = np.tensordot(self.weights, stacked, axes=1)
+        mean = self.mix([m.probabilities(images) for m in self.members])
         log_mean: FloatArray = np.log(np.clip(mean, 1e-12, 1.0))
         return log_mean
 

@@ -70,10 +70,8 @@ def forward(classifier: Classifier, images: Sequence[Image.Image]) -> ModelPass:
     if isinstance(classifier, EnsembleClassifier):
         parts = [forward(member, images) for member in classifier.members]
         # Same (weighted) mean as EnsembleClassifier.logits, without a second pass of each member.
-        weights = classifier.weights
-        mean = np.tensordot(weights, np.stack([p.probabilities for p in parts]), axes=1)
-        log_mean = np.log(np.clip(mean, 1e-12, 1))
-        energy: FloatArray = np.tensordot(weights, np.stack([p.energy for p in parts]), axes=1)
+        log_mean = np.log(np.clip(classifier.mix([p.probabilities for p in parts]), 1e-12, 1))
+        energy = classifier.mix([p.energy for p in parts])
         probabilities = softmax(log_mean, classifier.temperature)
         features = next((p.features for p in parts if p.features is not None), None)
         return ModelPass(probabilities, energy, log_mean.max(axis=-1), features)

@@ -37,6 +37,7 @@ from service.evaluation.triage_cv import Predictions, cross_fit, fit_threshold
 from service.images import load_rgb
 from service.pipeline.conformal import conformal_threshold
 from service.pipeline.domain import CLASSES
+from service.pipeline.ood import logsumexp
 from service.pipeline.quality import measure
 from service.settings import Settings
 from service.training.cv import DEFAULT_NAME
@@ -106,9 +107,7 @@ def fit_all(
     calibrated_all = softmax(logits, temperature)
     q_all = conformal_threshold(calibrated_all[np.arange(len(labels)), labels], ALPHA)
     report["temperature"] = temperature
-    energy = np.log(np.exp(logits - logits.max(axis=1, keepdims=True)).sum(axis=1))
-    energy += logits.max(axis=1)
-    report["energy"] = energy_bars(energy)
+    report["energy"] = energy_bars(logsumexp(logits))
     plan = work_dir / "plan.json"
     if plan.is_file():
         report["recipe"] = json.loads(plan.read_text())["recipe"]

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from service.pipeline.backends import ENSEMBLE_CARD
-from service.pipeline.classifier import FEATURES_OUTPUT
+from service.pipeline.classifier import FEATURES_OUTPUT, ensemble_info
+from service.pipeline.domain import ModelInfo
 from service.pipeline.gate_config import FeatureThreshold, GateConfig
 from service.pipeline.model_card import ModelCard, write_card
 from service.pipeline.triage_config import TriageConfig
@@ -48,9 +48,13 @@ def relink_ensemble(models_dir: Path, effnet: ModelCard, by_name_only: bool = Fa
             member.pop(stale, None)
     card.pop("weights", None)  # fitted with the old member's predictions
     old_sha = str(card["sha256"])
-    card["sha256"] = hashlib.sha256(
-        "".join(str(m["onnx_sha256"]) for m in members).encode()
-    ).hexdigest()
+    identity = ensemble_info(
+        [
+            ModelInfo(str(m["name"]), str(m.get("version", "")), str(m["onnx_sha256"]))
+            for m in members
+        ]
+    )
+    card["sha256"] = identity.sha256
     for stale in ("triage", "note"):  # fitted on, or written for, the old mixture
         card.pop(stale, None)
     card["calibration"] = {"method": "none (see note)", "temperature": 1.0}
@@ -62,8 +66,7 @@ def relink_ensemble(models_dir: Path, effnet: ModelCard, by_name_only: bool = Fa
     features = {k: v for k, v in config.features.items() if k != "ensemble"}
     own = _feature_entry_of_source(models_dir, members, config)
     if own is not None:
-        ensemble_name = f"ensemble({'+'.join(str(m['name']) for m in members)})"
-        features["ensemble"] = replace(own, model_name=ensemble_name, model_sha256=card["sha256"])
+        features["ensemble"] = replace(own, model_name=identity.name, model_sha256=identity.sha256)
     replace(config, ood=ood, features=features).save(models_dir)
     triage = TriageConfig.load(models_dir)  # thresholds fitted on the old mixture: gone
     replace(

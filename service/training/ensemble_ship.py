@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
 import json
 import math
 from collections.abc import Sequence
@@ -31,10 +30,14 @@ import numpy as np
 import numpy.typing as npt
 
 from service.evaluation.calibration import fit_temperature
-from service.evaluation.cv_metrics import Oof, softmax
-from service.evaluation.ensemble_cv import cross_fitted_ensemble, cross_fitted_mixture, fit_ensemble
+from service.evaluation.cv_metrics import Oof
+from service.evaluation.ensemble_cv import (
+    cross_fitted_probabilities,
+    fit_ensemble,
+    member_figures,
+)
 from service.pipeline.backends import ENSEMBLE_CARD
-from service.pipeline.classifier import FEATURES_OUTPUT
+from service.pipeline.classifier import FEATURES_OUTPUT, ensemble_info
 from service.pipeline.domain import CLASSES
 from service.pipeline.gate_config import FeatureThreshold, GateConfig
 from service.pipeline.model_card import ModelCard, write_card
@@ -113,13 +116,16 @@ def load_member(spec: str, models_dir: Path) -> Member:
     return member
 
 
-def ensemble_oof(members: Sequence[Member]) -> tuple[dict[str, npt.NDArray[Any]], Oof]:
+def ensemble_oof(
+    members: Sequence[Member],
+) -> tuple[dict[str, npt.NDArray[Any]], Oof, list[list[float]]]:
     """The ensemble's OOF arrays and the OOF view of the photos.
 
     Every variant holds the cross-fitted calibrated log mixture: fold k mixed with member
     temperatures, weights and ensemble temperature all fitted on the other folds (so `cv_fit`
     judges an honestly nested estimate; its own temperature on top comes out ≈ 1). The gate
-    arrays are the feature member's: the served gate measures with its features.
+    arrays are the feature member's: the served gate measures with its features. Also the
+    OOF view of the photos and each fold's weights.
     """
     if not 2 <= len(members) <= MAX_MEMBERS:
         raise SystemExit(f"an ensemble takes 2 to {MAX_MEMBERS} members")
@@ -140,11 +146,8 @@ def ensemble_oof(members: Sequence[Member]) -> tuple[dict[str, npt.NDArray[Any]]
         [str(g) for g in first["groups"]],
         first["folds"].astype(np.int64),
     )
-    mixed, _, fold_temperatures = cross_fitted_mixture([m.logits for m in members], view)
-    calibrated = np.zeros_like(mixed)
-    for fold, temperature in enumerate(fold_temperatures):
-        held = view.folds == fold
-        calibrated[held] = np.log(np.clip(softmax(mixed[held], temperature), 1e-12, 1.0))
+    probs, fold_weights = cross_fitted_probabilities([m.logits for m in members], view)
+    calibrated = np.log(np.clip(probs, 1e-12, 1.0))
     arrays = {k: first[k] for k in ("files", "labels", "groups", "folds")}
     for tag in TAGS:
         arrays[f"{tag}_logits"] = arrays[f"{tag}_flip_logits"] = calibrated.astype(np.float32)
@@ -154,7 +157,7 @@ def ensemble_oof(members: Sequence[Member]) -> tuple[dict[str, npt.NDArray[Any]]
         if f"{own}_{suffix}" in source.arrays:
             for tag in TAGS:
                 arrays[f"{tag}_{suffix}"] = source.arrays[f"{own}_{suffix}"]
-    return arrays, view
+    return arrays, view, fold_weights
 
 
 def ship_ensemble_oof(
@@ -171,7 +174,7 @@ def ship_ensemble_oof(
     own = GateConfig.load(models_dir).own_features(source.card.onnx_sha256) if source else None
     if source is not None and own is None:
         raise SystemExit(f"{source.card.name} has no feature gate entry of its own in gate.json")
-    arrays, view = ensemble_oof(members)
+    arrays, view, fold_weights = ensemble_oof(members)
     cv_dir = models_dir / "cv"
     cv_dir.mkdir(parents=True, exist_ok=True)
     oof_path = cv_dir / f"{Path(ENSEMBLE_CARD).stem}.oof.npz"
@@ -185,8 +188,8 @@ def ship_ensemble_oof(
     # energy as the served ensemble scores it (the OOF file's log-probabilities have none)
     energy = sum(w * logsumexp(lg) for w, lg in zip(weights, logits, strict=True))
     report["energy"] = energy_bars(np.asarray(energy))
-    digest = hashlib.sha256("".join(m.card.onnx_sha256 for m in members).encode()).hexdigest()
-    name = f"ensemble({'+'.join(m.card.name for m in members)})"
+    identity = ensemble_info([m.card.info for m in members])
+    name, digest = identity.name, identity.sha256
     assert source is not None and own is not None  # ensemble_oof refuses a featureless one
     feature = feature_entry(
         report, name, digest, own.features_sha256, own.artefact, own.artefact_sha256
@@ -199,9 +202,9 @@ def ship_ensemble_oof(
     oof_path.with_name(oof_path.name.replace(".oof.npz", ".cv.json")).write_text(
         json.dumps(report, indent=1) + "\n"
     )
-    judged = cross_fitted_ensemble(logits, view, CLASSES)
+    singles = member_figures(logits, view, CLASSES)
     figures = {k: v for k, v in report["variants"]["last"].items() if k != "fold_temperatures"}
-    best_single = max(s["macro_f1"] for s in judged["members"])
+    best_single = max(s["macro_f1"] for s in singles)
     card: dict[str, Any] = {
         "name": Path(ENSEMBLE_CARD).stem,
         "version": version,
@@ -210,7 +213,7 @@ def ship_ensemble_oof(
         "created": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
         "classes": list(CLASSES),
         "sha256": digest,
-        "members": [_entry(m, s) for m, s in zip(members, judged["members"], strict=True)],
+        "members": [_entry(m, s) for m, s in zip(members, singles, strict=True)],
         "weights": [float(w) for w in weights],
         "data": {"path": str(data), **dataset_fingerprint(data)},
         "calibration": {
@@ -223,7 +226,7 @@ def ship_ensemble_oof(
             "cross_validated": {
                 "protocol": OOF_NOTE + "; weights and temperatures cross-fitted",
                 **figures,
-                "fold_weights": judged["fold_weights"],
+                "fold_weights": fold_weights,
                 "best_single_member_macro_f1": best_single,
                 "beats_best_single": bool(figures["macro_f1"] > best_single),
             },
