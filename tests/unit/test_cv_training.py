@@ -165,15 +165,15 @@ def test_the_final_model_ships_with_the_oof_thresholds(cv_run: dict[str, Any]) -
     )
     several = len(classification.prediction_set) > 1
     assert gate.status == "rejected" or several == ("several_conditions" in gate.reasons)
-    # the ensemble card and its gate entries follow the new member; its v1 figures are dropped
+    # the ensemble card and its gate entries follow the new member; what was fitted is dropped
     import hashlib
-    import shutil
 
     from service.pipeline.backends import ENSEMBLE_CARD
+    from service.pipeline.model_card import write_card
     from service.training.ensemble_relink import relink_ensemble
 
     shipped_models = Path(__file__).resolve().parents[2] / "models"
-    shutil.copy(shipped_models / ENSEMBLE_CARD, models / ENSEMBLE_CARD)
+    write_card(models / ENSEMBLE_CARD, _fitted_yolo_effnet_ensemble(shipped_models))
     old = GateConfig.load(shipped_models)
     GateConfig(old.quality, old.ood, {**config.features}, models).save(models)
     assert relink_ensemble(models, loaded)
@@ -182,12 +182,48 @@ def test_the_final_model_ships_with_the_oof_thresholds(cv_run: dict[str, Any]) -
     digest = hashlib.sha256((yolo_sha + loaded.onnx_sha256).encode()).hexdigest()
     assert ensemble["sha256"] == digest and "val" not in ensemble["metrics"]
     member = next(m for m in ensemble["members"] if m["backend"] == "effnet")
-    assert member["card"] == "tiny-final.json"
+    assert member["card"] == "tiny-final.json" and "oof_macro_f1" not in member
     assert ensemble["calibration"]["temperature"] == 1.0
+    assert "weights" not in ensemble and "triage" not in ensemble
     relinked = GateConfig.load(models)
     assert relinked.features["ensemble"].model_sha256 == digest
     assert relinked.features["ensemble"].threshold == feature.threshold
     assert "ensemble" not in relinked.ood  # fitted for the old mixture
+
+
+def _fitted_yolo_effnet_ensemble(shipped_models: Path) -> dict[str, Any]:
+    """A YOLO + EfficientNet ensemble card as `ensemble_ship` writes one (weights, temperature,
+    figures, triage section), over the shipped single models."""
+    from service.pipeline.classifier import ensemble_info
+    from service.pipeline.model_card import ModelCard
+
+    cards = [
+        ModelCard.load(shipped_models / "skinscreen-yolov8n-cls.json"),
+        ModelCard.load(shipped_models / "skinscreen-efficientnet-lite0.json"),
+    ]
+    members = [
+        {
+            "backend": backend,
+            "name": card.name,
+            "version": str(card.raw["version"]),
+            "card": card.path.name,
+            "onnx_sha256": card.onnx_sha256,
+            "temperature": card.temperature,
+            "oof_macro_f1": 0.9,
+        }
+        for backend, card in zip(("yolo", "effnet"), cards, strict=True)
+    ]
+    return {
+        "name": "skinscreen-ensemble",
+        "version": "2.0.0",
+        "classes": cards[0].raw["classes"],
+        "sha256": ensemble_info([c.info for c in cards]).sha256,
+        "members": members,
+        "weights": [0.3, 0.7],
+        "calibration": {"method": "NLL on OOF predictions", "temperature": 0.8},
+        "metrics": {"cross_validated": {"macro_f1": 0.92}},
+        "triage": {"malignancy_threshold": 0.01},
+    }
 
 
 @pytest.mark.slow
