@@ -164,6 +164,9 @@ class JobManager:
             if batch:
                 quiet_since = loop.time()
             elif (job := await self.store.get_job(job_id)) is None or job.finished:
+                # The end may have been stored between the read above and this check.
+                for event in await self.store.events_after(job_id, after):
+                    yield event
                 return
             elif keepalive_s is not None and loop.time() - quiet_since >= keepalive_s:
                 quiet_since = loop.time()

@@ -14,8 +14,9 @@ from service.errors import ServiceUnavailable
 from service.intake.cases import Limits
 from service.jobs import JobManager
 from service.pipeline.case import Case
+from service.pipeline.events import TERMINAL_EVENTS
 from service.pipeline.narrators.base import NarrationRequest
-from service.store import SqliteStore
+from service.store import SqliteStore, StoredEvent
 from service.worker import Worker
 from tests.support.factories import ScriptedNarrator, fake_deps, intake
 
@@ -189,3 +190,28 @@ async def test_a_full_narrator_refuses_before_anything_is_stored(make_jobs: Make
     with pytest.raises(ServiceUnavailable):
         await jobs.submit(case, kind="diagnose")
     assert await jobs.get(case.case_id) is None and await jobs.store.get_case(case.case_id) is None
+
+
+class EndLandsBetweenReads(SqliteStore):
+    """A store whose first two event reads of a job miss its end: the follower has read every
+    event but the last, and the end is stored between its next (empty) read and its check of
+    the job's status — the race a blocking request once lost as "no terminal event"."""
+
+    reads = 0
+
+    async def events_after(self, job_id: str, after: int = 0) -> list[StoredEvent]:
+        events = await super().events_after(job_id, after)
+        self.reads += 1
+        return events if self.reads > 2 else [e for e in events if e.name not in TERMINAL_EVENTS]
+
+
+async def test_an_end_stored_between_the_event_read_and_the_status_check_is_not_lost(
+    make_jobs: MakeJobs, tmp_path: Path
+) -> None:
+    jobs = await make_jobs()
+    made = intake()
+    submission = await jobs.submit(made.case, kind="diagnose", image=made.rgb)
+    assert (await submission.result()).completed
+    racing = JobManager(EndLandsBetweenReads(tmp_path / "jobs.db"), jobs.deps, Limits())
+    result = await racing.result(submission.job_id)
+    assert result.completed and result.links and result.pdf is not None
