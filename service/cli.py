@@ -137,7 +137,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.cv is not None:
         from service.evaluation.cv_report import format_cv_report
 
-        path = get_settings().models_dir / "cv" / f"{args.cv}.cv.json"
+        settings = get_settings()
+        path = settings.models_dir / "cv" / f"{args.cv or settings.effnet_model}.cv.json"
         if not path.is_file():
             print(f"skinscreen: no {path}: run `skinscreen train --cv 5` first", file=sys.stderr)
             return 2
@@ -223,10 +224,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--cv",
         nargs="?",
-        const="skinscreen-efficientnet-lite0",
+        const="",
         default=None,
         metavar="NAME",
-        help="print the cross-validated figures of models/cv/NAME.cv.json (with intervals)",
+        help="print the cross-validated figures of models/cv/NAME.cv.json (with intervals; "
+        "default: the served effnet model's)",
     )
     evaluate.add_argument("--json", action="store_true", help="with --cv: the raw report")
     evaluate.add_argument(

@@ -64,7 +64,7 @@ class Settings(BaseSettings):
         default="default", description="Backend; `default` is the one with the best val macro-F1."
     )
     yolo_model: str = "skinscreen-yolov8n-cls"
-    effnet_model: str = "skinscreen-efficientnet-lite0"
+    effnet_model: str = "skinscreen-efficientnet-lite1"
     onnx_threads: int = 2
     classify_max_batch: int = Field(
         default=8,

@@ -13,6 +13,10 @@ def _pct(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:.1f} %"
 
 
+def _pct_ci(values: list[float] | None) -> str:
+    return f"[{100 * values[0]:.1f}, {100 * values[1]:.1f}] %" if values else ""
+
+
 def format_cv_report(report: dict[str, Any]) -> str:
     """Variants, the chosen one per class, calibration, conformal sets, gate and triage."""
     lines = [f"cross-validation ({report['oof']}): out-of-fold, photo-group folds"]
@@ -50,15 +54,15 @@ def format_cv_report(report: dict[str, Any]) -> str:
     conf = report["conformal"]
     lines.append(
         f"\nconformal sets (target {_pct(conf['coverage_target'])}): coverage "
-        f"{_pct(conf['coverage'])} {_ci(conf['coverage_ci95'])}, mean size "
+        f"{_pct(conf['coverage'])} {_pct_ci(conf['coverage_ci95'])}, mean size "
         f"{conf['mean_set_size']:.2f}, singletons {_pct(conf['share_singleton'])} (accuracy "
         f"{_pct(conf['singleton_accuracy'])}); q̂={conf['threshold']}"
     )
     gate = report["gate"]
     lines.append(
         f"gate v2 ({gate.get('distance', 'last_layer')} feature distance): skin photos rejected "
-        f"{_pct(gate['skin_rejected'])} "
-        f"{_ci(gate['skin_rejected_ci95'])}, unusual_image {_pct(gate['skin_unusual'])}; reasons "
+        f"{_pct(gate['skin_rejected'])} {_pct_ci(gate['skin_rejected_ci95'])}, "
+        f"unusual_image {_pct(gate['skin_unusual'])}; reasons "
         f"{gate['rejection_reasons']}"
     )
     lines.append(
@@ -80,8 +84,8 @@ def format_cv_report(report: dict[str, Any]) -> str:
     lines.append(
         f"triage: malignancy threshold {report['triage']['threshold']}; cross-fitted Carcinoma "
         f"sensitivity {_pct(triage['sensitivity']['per_photo'])} "
-        f"{_ci(triage['sensitivity'].get('per_photo_ci95'))}, non-carcinoma urgent "
+        f"{_pct_ci(triage['sensitivity'].get('per_photo_ci95'))}, non-carcinoma urgent "
         f"{_pct(triage['non_carcinoma_urgent_share']['per_photo'])} "
-        f"{_ci(triage['non_carcinoma_urgent_share'].get('per_photo_ci95'))}"
+        f"{_pct_ci(triage['non_carcinoma_urgent_share'].get('per_photo_ci95'))}"
     )
     return "\n".join(lines)

@@ -1,7 +1,7 @@
 """Train the shipped EfficientNet on every photo with the CV-chosen settings, and ship it with
 every threshold fitted on the out-of-fold predictions.
 
-`python -m service.training.cv_final [--name skinscreen-efficientnet-lite0] [--version 2.0.0]`
+`python -m service.training.cv_final [--name <the served effnet model>] [--version 2.0.0]`
 
 Reads `models/cv/<name>.cv.json` (`cv_fit`): the chosen weight variant (last epoch or EMA,
 with or without flip test-time augmentation, which is then built into the ONNX graph), the
@@ -33,7 +33,7 @@ from service.pipeline.gate_config import GateConfig
 from service.pipeline.model_card import ModelCard, write_card
 from service.pipeline.triage_config import TriageConfig
 from service.settings import Settings
-from service.training.cv import CV_RECIPE, DEFAULT_NAME, EMA_DECAY, all_photos
+from service.training.cv import CV_RECIPE, EMA_DECAY, all_photos
 from service.training.cv_fold import logits_and_features, train_fixed_schedule
 from service.training.effnet_data import cache_eval_images, cache_train_images
 from service.training.effnet_fit import seed_everything
@@ -195,7 +195,7 @@ def _refit_configs(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--name", default=DEFAULT_NAME)
+    parser.add_argument("--name", default=None, help="default: the served effnet model")
     parser.add_argument("--version", default="2.0.0")
     parser.add_argument("--data", type=Path, default=None)
     parser.add_argument("--work-dir", type=Path, default=None)
@@ -207,6 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     settings = Settings()
+    args.name = args.name or settings.effnet_model
     entry = args.name if args.member else "effnet"
     if args.models_dir is None and not args.member and args.name != settings.effnet_model:
         # gate.json / triage.json entries named `effnet` would point at weights nobody serves

@@ -40,7 +40,7 @@ from service.pipeline.domain import CLASSES
 from service.pipeline.ood import logsumexp
 from service.pipeline.quality import measure
 from service.settings import Settings
-from service.training.cv import DEFAULT_NAME
+from service.training.cv import served_effnet
 from service.training.cv_fold import TAGS
 from service.training.cv_gate import GatePercentiles
 from service.training.cv_gate_report import gate_section
@@ -144,7 +144,7 @@ def fit_all(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--name", default=DEFAULT_NAME)
+    parser.add_argument("--name", default=None, help="default: the served effnet model")
     parser.add_argument("--oof", type=Path, default=None)
     parser.add_argument("--work-dir", type=Path, default=None)
     parser.add_argument("--data", type=Path, default=None, help="default: <shared>/data/skin6")
@@ -156,6 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     settings = Settings()
+    args.name = args.name or served_effnet()
     oof = args.oof or settings.models_dir / "cv" / f"{args.name}.oof.npz"
     work_dir = args.work_dir or Path("build/cv") / args.name
     percentiles = GatePercentiles(

@@ -68,11 +68,15 @@ def relink_ensemble(models_dir: Path, effnet: ModelCard, by_name_only: bool = Fa
     if own is not None:
         features["ensemble"] = replace(own, model_name=identity.name, model_sha256=identity.sha256)
     replace(config, ood=ood, features=features).save(models_dir)
-    triage = TriageConfig.load(models_dir)  # thresholds fitted on the old mixture: gone
+    triage = TriageConfig.load(models_dir)  # fitted on the old (or an older) mixture: gone
+
+    def kept(key: str, sha: str) -> bool:
+        return key != "ensemble" and sha != old_sha
+
     replace(
         triage,
-        thresholds={k: v for k, v in triage.thresholds.items() if v.model_sha256 != old_sha},
-        conformal={k: v for k, v in triage.conformal.items() if v.model_sha256 != old_sha},
+        thresholds={k: v for k, v in triage.thresholds.items() if kept(k, v.model_sha256)},
+        conformal={k: v for k, v in triage.conformal.items() if kept(k, v.model_sha256)},
     ).save(models_dir)
     return True
 

@@ -28,7 +28,7 @@ from service.pipeline.backends import load_classifier
 from service.pipeline.domain import CLASSES
 from service.pipeline.preprocess import classify_tensor
 from service.settings import Settings
-from service.training.cv import DEFAULT_NAME, all_photos
+from service.training.cv import all_photos, served_effnet
 from service.training.cv_fold import saved_model
 from service.training.effnet_model import IMAGENET_MEAN, IMAGENET_STD
 
@@ -95,12 +95,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     mode.add_argument("--shipped", action="store_true")
     mode.add_argument("--cv", action="store_true")
     parser.add_argument("--backend", default="effnet")
-    parser.add_argument("--name", default=DEFAULT_NAME)
+    parser.add_argument("--name", default=None, help="default: the served effnet model")
     parser.add_argument("--variant", default=None, help="default: the CV report's chosen one")
     parser.add_argument("--work-dir", type=Path, default=None)
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "2")))
     args = parser.parse_args(argv)
     settings = Settings()
+    args.name = args.name or served_effnet()
     torch.set_num_threads(args.threads)
     if args.shipped:
         print(json.dumps(shipped_check(settings, args.backend), indent=1))

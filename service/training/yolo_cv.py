@@ -30,7 +30,7 @@ from service.evaluation.cv_metrics import Oof, cross_fitted_temperature, figures
 from service.images import load_rgb
 from service.pipeline.classifier import OnnxClassifier
 from service.pipeline.domain import CLASSES
-from service.training.cv import DEFAULT_NAME, all_photos, file_id
+from service.training.cv import all_photos, chosen_tag, file_id, served_effnet
 from service.training.cv_fold import saved_model
 from service.training.yolo import YoloRecipe, train_yolo
 from service.training.yolo_distil import DistilRecipe
@@ -153,13 +153,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--arch", default="yolov8n-cls")
     parser.add_argument("--epochs", type=int, default=YoloRecipe.epochs)
     parser.add_argument("--imgsz", type=int, default=YoloRecipe.imgsz)
-    parser.add_argument("--teacher", default=DEFAULT_NAME)
-    parser.add_argument("--tag", default="ema", choices=("last", "ema"))
+    parser.add_argument("--teacher", default=None, help="default: the served effnet model")
+    parser.add_argument("--tag", default=None, choices=("last", "ema"), help="default: chosen")
     parser.add_argument("--no-distil", action="store_true")
     parser.add_argument("--temperature", type=float, default=DistilRecipe.temperature)
     parser.add_argument("--alpha", type=float, default=DistilRecipe.alpha)
     parser.add_argument("--models-dir", type=Path, default=Path("models"))
     args = parser.parse_args(argv)
+    args.teacher = args.teacher or served_effnet()
+    args.tag = args.tag or chosen_tag(args.models_dir / "cv" / f"{args.teacher}.cv.json")
     teacher_dir = Path("build/cv") / args.teacher
     kind = "plain" if args.no_distil else "distilled"
     name = f"skinscreen-{args.arch}-{kind}"

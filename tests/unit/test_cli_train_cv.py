@@ -3,6 +3,9 @@ that is not the served one into the served models (no training here)."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from service import cli
@@ -21,7 +24,7 @@ def handed_over(monkeypatch: pytest.MonkeyPatch, *args: str) -> list[str]:
     return captured[0]
 
 
-def test_lite0_keeps_the_shipped_name_and_recipe(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_lite0_keeps_the_recipe_name_and_sizes(monkeypatch: pytest.MonkeyPatch) -> None:
     argv = handed_over(monkeypatch, "--arch", "efficientnet-lite0")
     parsed = cv.build_parser().parse_args(argv)
     assert parsed.name == cv.DEFAULT_NAME and parsed.arch == "efficientnet-lite0"
@@ -40,4 +43,27 @@ def test_cv_final_refuses_a_variant_nobody_serves() -> None:
     from service.training import cv_final
 
     with pytest.raises(SystemExit, match="not the served effnet model"):
-        cv_final.main(["--name", "skinscreen-efficientnet-lite1"])
+        cv_final.main(["--name", "skinscreen-efficientnet-lite0"])  # served before Lite1
+
+
+def test_the_cv_tools_default_to_the_served_model_and_its_chosen_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SKINSCREEN_EFFNET_MODEL", "skinscreen-efficientnet-lite2")
+    assert cv.served_effnet() == "skinscreen-efficientnet-lite2"
+    report = tmp_path / "m.cv.json"
+    assert cv.chosen_tag(report) == "ema"  # no report: the EMA weights
+    report.write_text(json.dumps({"chosen": "last+flip"}))
+    assert cv.chosen_tag(report) == "last"
+    report.write_text(json.dumps({"chosen": "ema"}))
+    assert cv.chosen_tag(report) == "ema"
+
+
+def test_evaluate_cv_prints_the_served_models_report(capsys: pytest.CaptureFixture[str]) -> None:
+    from service.settings import Settings
+
+    served = Settings().effnet_model
+    report = json.loads((Settings().models_dir / "cv" / f"{served}.cv.json").read_text())
+    assert cli.main(["evaluate", "--cv"]) == 0
+    assert f"{report['variants'][report['chosen']]['macro_f1']:.3f}" in capsys.readouterr().out
+    assert cli.main(["evaluate", "--cv", "no-such-run"]) == 2

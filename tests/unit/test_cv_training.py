@@ -170,12 +170,16 @@ def test_the_final_model_ships_with_the_oof_thresholds(cv_run: dict[str, Any]) -
 
     from service.pipeline.backends import ENSEMBLE_CARD
     from service.pipeline.model_card import write_card
+    from service.pipeline.triage_config import TriageConfig
     from service.training.ensemble_relink import relink_ensemble
 
     shipped_models = Path(__file__).resolve().parents[2] / "models"
     write_card(models / ENSEMBLE_CARD, _fitted_yolo_effnet_ensemble(shipped_models))
     old = GateConfig.load(shipped_models)
     GateConfig(old.quality, old.ood, {**config.features}, models).save(models)
+    triage = TriageConfig.load(models)  # + an entry an older mixture left behind
+    older = replace(triage.thresholds["effnet"], model_name="ensemble(old)", model_sha256="0" * 64)
+    replace(triage, thresholds={**triage.thresholds, "ensemble": older}).save(models)
     assert relink_ensemble(models, loaded)
     ensemble = json.loads((models / ENSEMBLE_CARD).read_text())
     yolo_sha = next(m["onnx_sha256"] for m in ensemble["members"] if m["backend"] == "yolo")
@@ -189,6 +193,9 @@ def test_the_final_model_ships_with_the_oof_thresholds(cv_run: dict[str, Any]) -
     assert relinked.features["ensemble"].model_sha256 == digest
     assert relinked.features["ensemble"].threshold == feature.threshold
     assert "ensemble" not in relinked.ood  # fitted for the old mixture
+    left = TriageConfig.load(models)
+    assert "ensemble" not in left.thresholds and "ensemble" not in left.conformal
+    assert left.thresholds["effnet"].model_sha256 == loaded.onnx_sha256
 
 
 def _fitted_yolo_effnet_ensemble(shipped_models: Path) -> dict[str, Any]:
@@ -196,10 +203,11 @@ def _fitted_yolo_effnet_ensemble(shipped_models: Path) -> dict[str, Any]:
     figures, triage section), over the shipped single models."""
     from service.pipeline.classifier import ensemble_info
     from service.pipeline.model_card import ModelCard
+    from service.settings import Settings
 
     cards = [
         ModelCard.load(shipped_models / "skinscreen-yolov8n-cls.json"),
-        ModelCard.load(shipped_models / "skinscreen-efficientnet-lite0.json"),
+        ModelCard.load(shipped_models / f"{Settings().effnet_model}.json"),
     ]
     members = [
         {
