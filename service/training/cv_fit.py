@@ -61,6 +61,18 @@ def variants(oof: npt.NDArray[Any] | Any) -> dict[str, npt.NDArray[np.float64]]:
     return result
 
 
+def read_oof(path: Path | str) -> dict[str, npt.NDArray[Any]]:
+    """An OOF file's arrays; a YOLO student's (one variant: its last epoch, no flip) is given
+    the EfficientNet's variant keys, all holding that one variant."""
+    with np.load(path) as oof:
+        arrays = {key: oof[key] for key in oof.files}
+    if "ema_logits" not in arrays:
+        for tag in TAGS:
+            arrays.setdefault(f"{tag}_logits", arrays["last_logits"])
+            arrays.setdefault(f"{tag}_flip_logits", arrays["last_logits"])
+    return arrays
+
+
 def photo_measurements(files: Sequence[str], data: Path, cache: Path) -> list[dict[str, float]]:
     """Quality measurements of every photo (cached: they depend on the pixels only)."""
     if cache.is_file():

@@ -22,7 +22,7 @@ import numpy as np
 from service.evaluation.cv_metrics import Oof
 from service.evaluation.ensemble_cv import cross_fitted_ensemble
 from service.pipeline.domain import CLASSES
-from service.training.cv_fit import variants
+from service.training.cv_fit import read_oof, variants
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -33,12 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logits, reference = [], None
     for spec in args.members:
         path, _, variant = spec.partition(":")
-        with np.load(path) as oof:
-            arrays = {key: oof[key] for key in oof.files}
-        if "ema_logits" not in arrays:  # a YOLO student's OOF file: one variant
-            arrays = {**arrays, "ema_logits": arrays["last_logits"]}
-            arrays.setdefault("last_flip_logits", arrays["last_logits"])
-            arrays.setdefault("ema_flip_logits", arrays["last_logits"])
+        arrays = read_oof(path)
         chosen = variants(arrays)[variant or "last"]
         if reference is None:
             reference = arrays

@@ -44,7 +44,7 @@ from service.pipeline.model_card import ModelCard, write_card
 from service.pipeline.ood import logsumexp
 from service.pipeline.triage_config import TriageConfig
 from service.settings import Settings
-from service.training.cv_fit import fit_all, variants
+from service.training.cv_fit import fit_all, read_oof, variants
 from service.training.cv_fold import TAGS
 from service.training.cv_gate import GatePercentiles
 from service.training.oof_entries import (
@@ -100,13 +100,7 @@ def load_member(spec: str, models_dir: Path) -> Member:
     variant = variant or served
     if not variant:
         raise SystemExit(f"{card_name} names no CV variant: give it as CARD=OOF:variant")
-    with np.load(oof_path) as oof:
-        arrays = {key: oof[key] for key in oof.files}
-    if "ema_logits" not in arrays:  # a YOLO student's OOF file: one variant
-        arrays = {**arrays, "ema_logits": arrays["last_logits"]}
-        for tag in TAGS:
-            arrays.setdefault(f"{tag}_flip_logits", arrays["last_logits"])
-    member = Member(card, arrays, variant)
+    member = Member(card, read_oof(oof_path), variant)
     fitted = fit_temperature(member.logits, member.arrays["labels"].astype(np.int64))
     if abs(math.log(member.card.temperature / fitted)) > TEMPERATURE_TOLERANCE:
         raise SystemExit(

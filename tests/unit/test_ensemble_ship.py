@@ -220,3 +220,15 @@ def test_a_gate_of_another_kind_is_refused_and_nothing_is_written(
         )
     assert {p.name: p.read_bytes() for p in models.glob("*.json")} == before
     config.save(models)  # as it was, for any test after this one
+
+
+def test_a_students_single_variant_oof_file_reads_as_every_variant(tmp_path: Path) -> None:
+    from service.training.cv_fit import read_oof, variants
+
+    logits = np.arange(12, dtype=np.float32).reshape(2, 6)
+    np.savez(tmp_path / "student.oof.npz", last_logits=logits, labels=np.array([0, 1]))
+    arrays = read_oof(tmp_path / "student.oof.npz")
+    views = variants(arrays)
+    assert set(views) == {"last", "last+flip", "ema", "ema+flip"}
+    for view in views.values():
+        np.testing.assert_array_equal(view, logits)
