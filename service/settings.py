@@ -61,7 +61,9 @@ class Settings(BaseSettings):
     # --- classifier ---------------------------------------------------------------------------
     models_dir: Path = REPO_ROOT / "models"
     classifier: Literal["yolo", "effnet", "ensemble", "default"] = Field(
-        default="default", description="Backend; `default` is the one with the best val macro-F1."
+        default="default",
+        description="Backend; `default` is the shipped one with the best macro-F1 (a "
+        "cross-validated figure before a val one).",
     )
     yolo_model: str = "skinscreen-yolov8n-cls"
     effnet_model: str = "skinscreen-efficientnet-lite1"
