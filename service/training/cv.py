@@ -38,14 +38,6 @@ CV_RECIPE = EffnetRecipe(epochs=14, patience=14, max_minutes=0.0)
 EMA_DECAY = 0.995
 
 
-def served_effnet() -> str:
-    """The EfficientNet the service serves (`effnet_model`): what cv_fit, cv_final, cv_layers,
-    shortcut_check and the YOLO teacher act on unless told `--name`."""
-    from service.settings import Settings
-
-    return Settings().effnet_model
-
-
 def chosen_tag(report: Path) -> str:
     """The weights (`last` or `ema`) of a CV report's chosen variant; `ema` without a report."""
     if not report.is_file():

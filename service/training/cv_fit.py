@@ -40,7 +40,6 @@ from service.pipeline.domain import CLASSES
 from service.pipeline.ood import logsumexp
 from service.pipeline.quality import measure
 from service.settings import Settings
-from service.training.cv import served_effnet
 from service.training.cv_fold import TAGS
 from service.training.cv_gate import GatePercentiles
 from service.training.cv_gate_report import gate_section
@@ -168,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     settings = Settings()
-    args.name = args.name or served_effnet()
+    args.name = args.name or settings.effnet_model
     oof = args.oof or settings.models_dir / "cv" / f"{args.name}.oof.npz"
     work_dir = args.work_dir or Path("build/cv") / args.name
     percentiles = GatePercentiles(

@@ -130,7 +130,7 @@ def add_to_oof(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from service.training.cv import chosen_tag, served_effnet
+    from service.training.cv import chosen_tag
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--name", default=None, help="default: the served effnet model")
@@ -138,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "2")))
     args = parser.parse_args(argv)
     settings = Settings()
-    args.name = args.name or served_effnet()
+    args.name = args.name or settings.effnet_model
     args.tag = args.tag or chosen_tag(settings.models_dir / "cv" / f"{args.name}.cv.json")
     torch.set_num_threads(args.threads)
     oof_path = settings.models_dir / "cv" / f"{args.name}.oof.npz"

@@ -28,7 +28,7 @@ from service.pipeline.backends import load_classifier
 from service.pipeline.domain import CLASSES
 from service.pipeline.preprocess import classify_tensor
 from service.settings import Settings
-from service.training.cv import all_photos, served_effnet
+from service.training.cv import all_photos
 from service.training.cv_fold import saved_model
 from service.training.effnet_model import IMAGENET_MEAN, IMAGENET_STD
 
@@ -101,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "2")))
     args = parser.parse_args(argv)
     settings = Settings()
-    args.name = args.name or served_effnet()
+    args.name = args.name or settings.effnet_model
     torch.set_num_threads(args.threads)
     if args.shipped:
         print(json.dumps(shipped_check(settings, args.backend), indent=1))

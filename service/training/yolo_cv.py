@@ -30,7 +30,8 @@ from service.evaluation.cv_metrics import Oof, cross_fitted_temperature, figures
 from service.images import load_rgb
 from service.pipeline.classifier import OnnxClassifier
 from service.pipeline.domain import CLASSES
-from service.training.cv import all_photos, chosen_tag, file_id, served_effnet
+from service.settings import Settings
+from service.training.cv import all_photos, chosen_tag, file_id
 from service.training.cv_fold import saved_model
 from service.training.yolo import YoloRecipe, train_yolo
 from service.training.yolo_distil import DistilRecipe
@@ -160,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--alpha", type=float, default=DistilRecipe.alpha)
     parser.add_argument("--models-dir", type=Path, default=Path("models"))
     args = parser.parse_args(argv)
-    args.teacher = args.teacher or served_effnet()
+    args.teacher = args.teacher or Settings().effnet_model
     args.tag = args.tag or chosen_tag(args.models_dir / "cv" / f"{args.teacher}.cv.json")
     teacher_dir = Path("build/cv") / args.teacher
     kind = "plain" if args.no_distil else "distilled"

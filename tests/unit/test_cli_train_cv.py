@@ -49,8 +49,11 @@ def test_cv_final_refuses_a_variant_nobody_serves() -> None:
 def test_the_cv_tools_default_to_the_served_model_and_its_chosen_weights(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from service.training import cv_fit
+
     monkeypatch.setenv("SKINSCREEN_EFFNET_MODEL", "skinscreen-efficientnet-lite2")
-    assert cv.served_effnet() == "skinscreen-efficientnet-lite2"
+    with pytest.raises(FileNotFoundError, match=r"skinscreen-efficientnet-lite2\.oof\.npz"):
+        cv_fit.main([])  # judges the served model's OOF file (none here for this name)
     report = tmp_path / "m.cv.json"
     assert cv.chosen_tag(report) == "ema"  # no report: the EMA weights
     report.write_text(json.dumps({"chosen": "last+flip"}))
