@@ -42,7 +42,12 @@ from service.training.ensemble_relink import relink_ensemble
 from service.training.layer_gate import fit_layered_distance, tapped_features
 from service.training.layer_taps import layout
 from service.training.onnx_export import FEATURES_NAME, OUTPUT_NAME, export_onnx, onnx_parity
-from service.training.oof_entries import OOF_NOTE, energy_entry, feature_entry, triage_entries
+from service.training.oof_entries import (
+    card_cv_sections,
+    energy_entry,
+    feature_entry,
+    triage_entries,
+)
 from service.training.shipping import ship_model
 
 
@@ -121,28 +126,9 @@ def ship_final(
         training_log={"epochs": log, "onnx_max_abs_diff_vs_torch": parity},
         evaluate_on_val=False,
     )
-    figures = report["variants"][variant]
     card["training"]["data"]["photos"] = "skin6 train + val (all 2,026 photos)"
     card["training"]["data"]["splits"] = ["train", "val"]  # `skinscreen evaluate` flags them
-    card["calibration"] = {
-        "method": "temperature scaling fitted on the OOF logits of the CV (NLL)",
-        "temperature": report["temperature"],
-        "ece_15_oof_cross_fitted": figures["ece_15"],
-        "ece_15_oof_cross_fitted_ci95": figures["ece_15_ci95"],
-    }
-    card["metrics"] = {
-        "cross_validated": {
-            "protocol": OOF_NOTE,
-            "variant": variant,
-            **{k: v for k, v in figures.items() if k != "fold_temperatures"},
-            "variants": {
-                v: {k: f[k] for k in ("top1", "top1_ci95", "macro_f1", "macro_f1_ci95", "ece_15")}
-                for v, f in report["variants"].items()
-            },
-        },
-        "conformal": report["conformal"],
-        "gate": {k: v for k, v in report["gate"].items() if k != "negatives"},
-    }
+    card["calibration"], card["metrics"] = card_cv_sections(report)
     card["created"] = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
     write_card(models_dir / f"{name}.json", card)
     labels = np.asarray([i.label for i in all_photos(data)], dtype=np.int64)

@@ -50,25 +50,44 @@ from service.training.triage_threshold import BUDGET, TARGET
 ALPHA = 0.05
 
 
+#: Gate arrays of an OOF file, per weight tag (`<tag>_<suffix>`), and the shared ones.
+GATE_SUFFIXES = (
+    "feature_distance",
+    "negative_distances",
+    "layer_distances",
+    "negative_layer_distances",
+)
+GATE_SHARED_KEYS = ("layer_names", "negative_names", "negative_kinds")
+
+
 def variants(oof: npt.NDArray[Any] | Any) -> dict[str, npt.NDArray[np.float64]]:
-    """Logits of every variant: `<tag>` and `<tag>+flip` (mean of plain and flipped logits)."""
+    """Logits of every variant the file holds: `<tag>` and `<tag>+flip` (mean of plain and
+    flipped logits). A YOLO student's or an ensemble's file holds one, `last`."""
     result = {}
     for tag in TAGS:
+        if f"{tag}_logits" not in oof:
+            continue
         plain = oof[f"{tag}_logits"].astype(np.float64)
         result[tag] = plain
-        result[f"{tag}+flip"] = (plain + oof[f"{tag}_flip_logits"].astype(np.float64)) / 2
+        if f"{tag}_flip_logits" in oof:
+            result[f"{tag}+flip"] = (plain + oof[f"{tag}_flip_logits"].astype(np.float64)) / 2
     return result
 
 
 def read_oof(path: Path | str) -> dict[str, npt.NDArray[Any]]:
-    """An OOF file's arrays; a YOLO student's (one variant: its last epoch, no flip) is given
-    the EfficientNet's variant keys, all holding that one variant."""
+    """An OOF file's arrays."""
     with np.load(path) as oof:
-        arrays = {key: oof[key] for key in oof.files}
-    if "ema_logits" not in arrays:
-        for tag in TAGS:
-            arrays.setdefault(f"{tag}_logits", arrays["last_logits"])
-            arrays.setdefault(f"{tag}_flip_logits", arrays["last_logits"])
+        return {key: oof[key] for key in oof.files}
+
+
+def borrowed_gate(source: dict[str, npt.NDArray[Any]], tag: str) -> dict[str, npt.NDArray[Any]]:
+    """The gate arrays of `source`'s weights `tag`, keyed as a single-variant (`last`) file's:
+    for a model whose served gate measures with another model's features (a YOLO student, an
+    ensemble), so `fit_all` fits the gate that model is really served with."""
+    arrays = {k: source[k] for k in GATE_SHARED_KEYS if k in source}
+    for suffix in GATE_SUFFIXES:
+        if f"{tag}_{suffix}" in source:
+            arrays[f"last_{suffix}"] = source[f"{tag}_{suffix}"]
     return arrays
 
 
@@ -87,8 +106,7 @@ def fit_all(
     oof_path: Path, work_dir: Path, data: Path, shared_dir: Path, percentiles: GatePercentiles
 ) -> dict[str, Any]:
     """The report described in the module doc (`data`: the photos the OOF file names)."""
-    with np.load(oof_path) as arrays:
-        oof = {key: arrays[key] for key in arrays.files}
+    oof = read_oof(oof_path)
     labels, folds = oof["labels"].astype(np.int64), oof["folds"].astype(np.int64)
     groups = [str(g) for g in oof["groups"]]
     report: dict[str, Any] = {"oof": oof_path.name, "variants": {}}

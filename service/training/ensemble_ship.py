@@ -44,8 +44,7 @@ from service.pipeline.model_card import ModelCard, write_card
 from service.pipeline.ood import logsumexp
 from service.pipeline.triage_config import TriageConfig
 from service.settings import Settings
-from service.training.cv_fit import fit_all, read_oof, variants
-from service.training.cv_fold import TAGS
+from service.training.cv_fit import borrowed_gate, fit_all, read_oof, variants
 from service.training.cv_gate import GatePercentiles
 from service.training.oof_entries import (
     OOF_NOTE,
@@ -56,14 +55,6 @@ from service.training.oof_entries import (
 )
 from service.training.shipping import dataset_fingerprint
 
-#: Gate arrays of an OOF file, per weight tag (`<tag>_<suffix>`), and the shared ones.
-GATE_SUFFIXES = (
-    "feature_distance",
-    "negative_distances",
-    "layer_distances",
-    "negative_layer_distances",
-)
-SHARED_KEYS = ("layer_names", "negative_names", "negative_kinds")
 #: How far a card's temperature may sit from the one its OOF logits give (relative).
 TEMPERATURE_TOLERANCE = 0.02
 #: The weight grid grows as 21^members: more than this is not searched.
@@ -115,7 +106,7 @@ def ensemble_oof(
 ) -> tuple[dict[str, npt.NDArray[Any]], Oof, list[list[float]]]:
     """The ensemble's OOF arrays and the OOF view of the photos.
 
-    Every variant holds the cross-fitted calibrated log mixture: fold k mixed with member
+    Its one variant (`last`) holds the cross-fitted calibrated log mixture: fold k mixed with member
     temperatures, weights and ensemble temperature all fitted on the other folds (so `cv_fit`
     judges an honestly nested estimate; its own temperature on top comes out ≈ 1). The gate
     arrays are the feature member's: the served gate measures with its features. Also the
@@ -143,14 +134,8 @@ def ensemble_oof(
     probs, fold_weights = cross_fitted_probabilities([m.logits for m in members], view)
     calibrated = np.log(np.clip(probs, 1e-12, 1.0))
     arrays = {k: first[k] for k in ("files", "labels", "groups", "folds")}
-    for tag in TAGS:
-        arrays[f"{tag}_logits"] = arrays[f"{tag}_flip_logits"] = calibrated.astype(np.float32)
-    own = source.variant.split("+")[0]
-    arrays.update({k: source.arrays[k] for k in SHARED_KEYS if k in source.arrays})
-    for suffix in GATE_SUFFIXES:
-        if f"{own}_{suffix}" in source.arrays:
-            for tag in TAGS:
-                arrays[f"{tag}_{suffix}"] = source.arrays[f"{own}_{suffix}"]
+    arrays["last_logits"] = calibrated.astype(np.float32)
+    arrays.update(borrowed_gate(source.arrays, source.variant.split("+")[0]))
     return arrays, view, fold_weights
 
 

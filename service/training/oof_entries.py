@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from service.pipeline.gate_config import FeatureThreshold, OodThreshold
+from service.pipeline.gate_config import FeatureThreshold, OodScore, OodThreshold
 from service.pipeline.triage_config import ConformalThreshold, MalignancyThreshold
 from service.training.triage_threshold import TARGET
 
@@ -54,17 +54,20 @@ def energy_bars(energy: npt.NDArray[np.float64]) -> dict[str, float]:
     }
 
 
-def energy_entry(energy: dict[str, Any], model_name: str, model_sha256: str) -> OodThreshold:
-    """The energy-score thresholds (`energy`: threshold, soft_threshold and their percentiles)."""
+def energy_entry(
+    energy: dict[str, Any], model_name: str, model_sha256: str, score: OodScore = "energy"
+) -> OodThreshold:
+    """The OOD-score thresholds (`energy`: threshold, soft_threshold and their percentiles, of
+    the energy score or, for a graph that outputs probabilities, of `max_logit`)."""
     return OodThreshold(
-        score="energy",
+        score=score,
         threshold=energy["threshold"],
         soft_threshold=energy["soft_threshold"],
         model_name=model_name,
         model_sha256=model_sha256,
         percentile=energy["percentile"],
         soft_percentile=energy["soft_percentile"],
-        fitted_on=f"OOF energy, {OOF_NOTE}",
+        fitted_on=f"OOF {score.replace('_', ' ')}, {OOF_NOTE}",
     )
 
 
@@ -89,3 +92,29 @@ def triage_entries(
         cross_validated={k: v for k, v in report["conformal"].items() if k not in ("threshold",)},
     )
     return malignancy, conformal
+
+
+def card_cv_sections(report: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A card's `calibration` and `metrics` for the final model of a CV run: the report's
+    chosen variant's figures with intervals, every variant's headline figures, the conformal
+    and gate sections — the shipped weights have no held-out photos left to score them on."""
+    variant = report["chosen"]
+    figures = report["variants"][variant]
+    calibration = {
+        "method": "temperature scaling fitted on the OOF logits of the CV (NLL)",
+        "temperature": report["temperature"],
+        "ece_15_oof_cross_fitted": figures["ece_15"],
+        "ece_15_oof_cross_fitted_ci95": figures["ece_15_ci95"],
+    }
+    headline = ("top1", "top1_ci95", "macro_f1", "macro_f1_ci95", "ece_15")
+    metrics = {
+        "cross_validated": {
+            "protocol": OOF_NOTE,
+            "variant": variant,
+            **{k: v for k, v in figures.items() if k != "fold_temperatures"},
+            "variants": {v: {k: f[k] for k in headline} for v, f in report["variants"].items()},
+        },
+        "conformal": report["conformal"],
+        "gate": {k: v for k, v in report["gate"].items() if k != "negatives"},
+    }
+    return calibration, metrics

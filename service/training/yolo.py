@@ -6,10 +6,13 @@ through the same onnxruntime path the service uses.
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from service.training.offline import prepare_offline_ultralytics
 from service.training.shipping import ship_model
@@ -58,14 +61,19 @@ def train_yolo(
 ) -> dict[str, Any]:
     """Train, export to ONNX, evaluate on `data/val`, and write `out_dir/<name>.{pt,onnx,json}`.
 
-    With a `teacher` (a torch classifier taking ImageNet-normalised images) the student is
-    distilled from it (`yolo_distil`). `keep="last"` ships the last epoch instead of the one
-    Ultralytics picked on `data/val` (for CV folds, where val is the held-out fold).
+    With a `teacher` (a torch classifier, or an `OnnxTeacher`, taking ImageNet-normalised
+    images) the student is distilled from it (`yolo_distil`). `keep="last"` ships the last
+    epoch instead of the one Ultralytics picked on `data/val` (for CV folds, where val is the
+    held-out fold).
     """
     prepare_offline_ultralytics(work_dir / "ultralytics-config")
     from ultralytics import YOLO  # type: ignore[attr-defined]
 
     model = YOLO(f"{recipe.arch}.yaml", task="classify")
+    # Ultralytics sets torch to cpu_count − 1 threads for CPU training (one, on 2 cores): half
+    # the speed here. Every epoch, as its validator may select the device again.
+    threads = os.cpu_count() or 1
+    model.add_callback("on_train_epoch_start", lambda _: torch.set_num_threads(threads))
     extra: dict[str, Any] = {}
     if teacher is not None:
         extra["trainer"] = distil_trainer(teacher, distil or DistilRecipe())

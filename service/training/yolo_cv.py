@@ -7,9 +7,11 @@ the held-out fold as its `val`, never used to pick weights: the last epoch is ke
 stopping is off) with fold k's EfficientNet (`build/cv/<teacher>/fold<k>.<tag>.pt`, which never
 saw fold k) as its teacher, then predicts fold k through the same onnxruntime path the service
 uses. Finished folds are skipped (resumable per fold). The OOF file
-(`models/cv/<student>.oof.npz`, log-probabilities as `last_logits`) is judged like the
-teacher's: cross-fitted temperature, macro-F1 with photo-group intervals, and the gap to the
-teacher's OOF macro-F1 (target ≤ 0.03).
+(`models/cv/<student>.oof.npz`: log-probabilities as `last_logits`, and the teacher's OOF gate
+distances — the served YOLO measures with the EfficientNet's features) is judged by `cv_fit`
+like the teacher's — cross-fitted temperature, macro-F1 with photo-group intervals, conformal
+sets, gate and malignancy threshold — and the report adds the gap to the teacher's OOF
+macro-F1 (target ≤ 0.03). `yolo_final` ships a student trained on every photo with it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import argparse
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -26,29 +28,38 @@ from typing import Any
 import numpy as np
 import torch
 
-from service.evaluation.cv_metrics import Oof, cross_fitted_temperature, figures
 from service.images import load_rgb
 from service.pipeline.classifier import OnnxClassifier
 from service.pipeline.domain import CLASSES
 from service.settings import Settings
 from service.training.cv import all_photos, chosen_tag, file_id
+from service.training.cv_fit import borrowed_gate, fit_all, read_oof
 from service.training.cv_fold import saved_model
+from service.training.cv_gate import GatePercentiles
+from service.training.oof_entries import energy_bars
 from service.training.yolo import YoloRecipe, train_yolo
-from service.training.yolo_distil import DistilRecipe
+from service.training.yolo_distil import DistilRecipe, OnnxTeacher
+
+
+def link_photos(data: Path, placements: Iterable[tuple[str, str]], root: Path) -> Path:
+    """An Ultralytics folder set of symlinks: `root/<split>/<Class>/<photo>` for each
+    (split, photo file id) in `placements` (a photo may sit in two splits)."""
+    for split, file in placements:
+        link = root / split / Path(file).parent.name / Path(file).name
+        if not link.exists():
+            link.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink((data / file).resolve(), link)
+    return root
 
 
 def fold_folder(
     data: Path, files: Sequence[str], folds: np.ndarray[Any, Any], fold: int, root: Path
 ) -> Path:
     """`root/train/<Class>/…` (other folds) and `root/val/<Class>/…` (fold k) as symlinks."""
-    for file, f in zip(files, folds, strict=True):
-        split = "val" if int(f) == fold else "train"
-        cls, name = Path(file).parent.name, Path(file).name
-        link = root / split / cls / name
-        if not link.exists():
-            link.parent.mkdir(parents=True, exist_ok=True)
-            os.symlink((data / file).resolve(), link)
-    return root
+    placements = (
+        ("val" if int(f) == fold else "train", file) for file, f in zip(files, folds, strict=True)
+    )
+    return link_photos(data, placements, root)
 
 
 def teacher_model(teacher_dir: Path, fold: int | None, tag: str) -> torch.nn.Module:
@@ -64,7 +75,10 @@ def run_yolo_cv(
     recipe: YoloRecipe,
     distil: DistilRecipe | None,
     tag: str,
+    teacher_oof: Path | None = None,
 ) -> Path:
+    """The student's OOF file (`out`); with `teacher_oof`, the teacher's gate arrays of its
+    weights `tag` go into it (`cv_fit.borrowed_gate`)."""
     plan = json.loads((teacher_dir / "plan.json").read_text())
     files, folds = plan["files"], np.asarray(plan["folds"], dtype=np.int64)
     items = all_photos(data)
@@ -87,7 +101,15 @@ def run_yolo_cv(
         if result.is_file():
             continue
         folder = fold_folder(data, files, folds, fold, work_dir / f"fold{fold}-data")
-        teacher = teacher_model(teacher_dir, fold, tag) if distil else None
+        teacher = (
+            OnnxTeacher(
+                teacher_model(teacher_dir, fold, tag),
+                work_dir / f"fold{fold}-teacher.onnx",
+                recipe.imgsz,
+            )
+            if distil
+            else None
+        )
         card = train_yolo(
             folder,
             work_dir / f"fold{fold}-model",
@@ -117,35 +139,57 @@ def run_yolo_cv(
             if not np.array_equal(part["held_index"], np.flatnonzero(folds == fold)):
                 raise SystemExit(f"fold{fold}.npz holds other photos than fold {fold}")
             logits[part["held_index"]] = part["logits"]
+    gate: dict[str, np.ndarray[Any, Any]] = {}
+    if teacher_oof is not None:
+        taught = read_oof(teacher_oof)
+        if list(taught["files"]) != files or not np.array_equal(taught["folds"], folds):
+            raise SystemExit(f"{teacher_oof} holds other photos or folds than the teacher's plan")
+        gate = borrowed_gate(taught, tag)
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(
-        out,
-        files=np.asarray(files),
-        labels=np.asarray([i.label for i in items], dtype=np.int64),
-        groups=np.asarray([i.group for i in items]),
-        folds=folds,
-        last_logits=logits,
-    )
+    arrays: dict[str, np.ndarray[Any, Any]] = {
+        "files": np.asarray(files),
+        "labels": np.asarray([i.label for i in items], dtype=np.int64),
+        "groups": np.asarray([i.group for i in items]),
+        "folds": folds,
+        "last_logits": logits,
+        **gate,
+    }
+    np.savez_compressed(out, allow_pickle=False, **arrays)
     return out
 
 
-def judge(oof_path: Path, teacher_report: Path | None) -> dict[str, Any]:
-    with np.load(oof_path) as oof:
-        view = Oof(
-            oof["last_logits"].astype(np.float64),
-            oof["labels"].astype(np.int64),
-            [str(g) for g in oof["groups"]],
-            oof["folds"].astype(np.int64),
-        )
-    probs, temperatures = cross_fitted_temperature(view)
-    result = figures(probs, view, CLASSES)
-    result["fold_temperatures"] = temperatures
-    if teacher_report is not None and teacher_report.is_file():
-        teacher = json.loads(teacher_report.read_text())
-        teacher_f1 = teacher["variants"][teacher["chosen"]]["macro_f1"]
-        result["teacher_macro_f1"] = teacher_f1
-        result["gap_to_teacher"] = round(teacher_f1 - result["macro_f1"], 4)
-    return result
+def student_report(
+    oof: Path,
+    work_dir: Path,
+    data: Path,
+    shared_dir: Path,
+    teacher: dict[str, str],
+    teacher_report: Path | None,
+) -> dict[str, Any]:
+    """`cv_fit.fit_all` of the student's OOF file, with the recipe it was trained with (the
+    CV's plan), the teacher (`name`, `weights`), the gap to it and the max-logit bars."""
+    report = fit_all(oof, work_dir, data, shared_dir, GatePercentiles())
+    # the graph outputs probabilities: energy is constant, the OOD score is the max logit
+    report.pop("energy")
+    report["max_logit"] = energy_bars(read_oof(oof)["last_logits"].max(axis=1))
+    plan = json.loads((work_dir / "plan.json").read_text())
+    chosen = report["variants"][report["chosen"]]
+    report.update(
+        recipe=plan["recipe"],
+        distillation=plan["distillation"],
+        teacher=teacher,
+        **teacher_gap(chosen["macro_f1"], teacher_report),
+    )
+    return report
+
+
+def teacher_gap(macro_f1: float, teacher_report: Path | None) -> dict[str, float]:
+    """The teacher's OOF macro-F1 (its chosen variant) and how far the student is below it."""
+    if teacher_report is None or not teacher_report.is_file():
+        return {}
+    teacher = json.loads(teacher_report.read_text())
+    teacher_f1 = float(teacher["variants"][teacher["chosen"]]["macro_f1"])
+    return {"teacher_macro_f1": teacher_f1, "gap_to_teacher": round(teacher_f1 - macro_f1, 4)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -161,31 +205,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--alpha", type=float, default=DistilRecipe.alpha)
     parser.add_argument("--models-dir", type=Path, default=Path("models"))
     args = parser.parse_args(argv)
-    args.teacher = args.teacher or Settings().effnet_model
+    settings = Settings()
+    args.teacher = args.teacher or settings.effnet_model
     args.tag = args.tag or chosen_tag(args.models_dir / "cv" / f"{args.teacher}.cv.json")
     teacher_dir = Path("build/cv") / args.teacher
     kind = "plain" if args.no_distil else "distilled"
     name = f"skinscreen-{args.arch}-{kind}"
     recipe = YoloRecipe(arch=args.arch, epochs=args.epochs, imgsz=args.imgsz)
     distil = None if args.no_distil else DistilRecipe(args.temperature, args.alpha)
-    out = args.models_dir / "cv" / f"{name}.oof.npz"
-    run_yolo_cv(
-        args.data,
-        teacher_dir,
-        Path("build/cv") / name,
-        out,
-        recipe,
-        distil,
-        args.tag,
+    cv_dir = args.models_dir / "cv"
+    out, work_dir = cv_dir / f"{name}.oof.npz", Path("build/cv") / name
+    teacher_oof = cv_dir / f"{args.teacher}.oof.npz"
+    run_yolo_cv(args.data, teacher_dir, work_dir, out, recipe, distil, args.tag, teacher_oof)
+    teacher = {"name": args.teacher, "weights": args.tag}
+    report = student_report(
+        out, work_dir, args.data, settings.shared_dir, teacher, cv_dir / f"{args.teacher}.cv.json"
     )
-    report = {
-        "recipe": asdict(recipe),
-        "distillation": asdict(distil) if distil else None,
-        "teacher": f"{args.teacher} ({args.tag})",
-        **judge(out, args.models_dir / "cv" / f"{args.teacher}.cv.json"),
-    }
-    (args.models_dir / "cv" / f"{name}.cv.json").write_text(json.dumps(report, indent=1) + "\n")
-    print(json.dumps({k: report[k] for k in ("macro_f1", "macro_f1_ci95", "ece_15")}, indent=1))
+    (cv_dir / f"{name}.cv.json").write_text(json.dumps(report, indent=1) + "\n")
+    chosen = report["variants"][report["chosen"]]
+    print(json.dumps({k: chosen[k] for k in ("macro_f1", "macro_f1_ci95", "ece_15")}))
+    print(f"gap to the teacher: {report.get('gap_to_teacher')}")
     return 0
 
 

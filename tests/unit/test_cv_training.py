@@ -238,17 +238,25 @@ def _fitted_yolo_effnet_ensemble(shipped_models: Path) -> dict[str, Any]:
 def test_yolo_students_are_cross_validated_on_the_teachers_folds(cv_run: dict[str, Any]) -> None:
     pytest.importorskip("ultralytics", reason="training needs the `train` extra")
     from service.training.yolo import YoloRecipe
-    from service.training.yolo_cv import judge, run_yolo_cv
+    from service.training.yolo_cv import run_yolo_cv, teacher_gap
     from service.training.yolo_distil import DistilRecipe
 
     work = cv_run["work"].parent / "yolo-cv"
     out = cv_run["work"].parent / "models" / "student.oof.npz"
     recipe = YoloRecipe(epochs=1, imgsz=32, batch=4)
-    run_yolo_cv(cv_run["data"], cv_run["work"], work, out, recipe, DistilRecipe(), "ema")
-    with np.load(out) as oof:
+    teacher_oof = cv_run["oof"]
+    run_yolo_cv(
+        cv_run["data"], cv_run["work"], work, out, recipe, DistilRecipe(), "ema", teacher_oof
+    )
+    assert (work / "fold0-teacher.onnx").is_file()  # the teacher ran through onnxruntime
+    with np.load(out) as oof, np.load(teacher_oof) as teacher:
         assert oof["last_logits"].shape == (len(cv_run["items"]), 6)
         assert (oof["folds"] == cv_run["folds"]).all()
         assert np.isfinite(oof["last_logits"]).all() and (oof["last_logits"] != 0).any(axis=1).all()
+        assert "ema_logits" not in oof.files  # one variant: the student's last epoch
+        # the served YOLO measures with the EfficientNet's features: its gate is the teacher's
+        for key in ("feature_distance", "layer_distances", "negative_layer_distances"):
+            np.testing.assert_array_equal(oof[f"last_{key}"], teacher[f"ema_{key}"])
     # the fold's student never saw its held-out photos: val of fold k is fold k
     val = {p.name for p in (work / "fold0-data" / "val").rglob("*.jpg")}
     train = {p.name for p in (work / "fold0-data" / "train").rglob("*.jpg")}
@@ -257,12 +265,19 @@ def test_yolo_students_are_cross_validated_on_the_teachers_folds(cv_run: dict[st
         item.path.name for item, k in zip(cv_run["items"], cv_run["folds"], strict=True) if k == 0
     }
     assert val == in_fold0
-    result = judge(out, None)
-    assert 0 <= result["macro_f1"] <= 1 and len(result["fold_temperatures"]) == 2
+    result = cv_fit.fit_all(out, work, cv_run["data"], cv_run["shared"], GatePercentiles())
+    assert list(result["variants"]) == ["last"] and result["chosen"] == "last"
+    figures = result["variants"]["last"]
+    assert 0 <= figures["macro_f1"] <= 1 and len(figures["fold_temperatures"]) == 2
+    assert result["gate"]["distance"] == "layered"  # the teacher's multi-layer distances
+    assert result["conformal"]["threshold"] > 0 and "threshold" in result["triage"]
+    report = work / "teacher.cv.json"
+    report.write_text(json.dumps({"chosen": "ema", "variants": {"ema": {"macro_f1": 0.9}}}))
+    assert teacher_gap(0.85, report) == {"teacher_macro_f1": 0.9, "gap_to_teacher": 0.05}
     # the ensemble's weights are fitted on both members' OOF predictions
     from service.training import ensemble_oof
 
-    report = cv_run["work"].parent / "ensemble.cv.json"
+    report = cv_run["work"].parent / "ensemble.cv.json"  # (the ensemble's, now)
     assert ensemble_oof.main([str(out), f"{cv_run['oof']}:ema", "--out", str(report)]) == 0
     fitted = json.loads(report.read_text())
     assert len(fitted["weights"]) == 2 and abs(sum(fitted["weights"]) - 1) < 1e-9

@@ -65,6 +65,33 @@ def test_distillation_loss_matches_soft_targets_and_never_pickles_the_teacher() 
     assert float(copy((logits, logits), batch)[0]) == pytest.approx(float(hard))  # ... only CE
 
 
+def test_the_onnx_teacher_gives_the_torch_teachers_logits_and_is_never_pickled(
+    tmp_path: Path,
+) -> None:
+    torch = pytest.importorskip("torch", reason="training needs the `train` extra")
+    import pickle
+
+    from service.training.effnet_model import EffnetRecipe, build_model
+    from service.training.yolo_distil import DistillationLoss, DistilRecipe, OnnxTeacher
+
+    torch.manual_seed(0)
+    net = build_model(6, EffnetRecipe(imgsz=64)).eval()
+    teacher = OnnxTeacher(net, tmp_path / "teacher.onnx", 64)
+    images = torch.randn(3, 3, 64, 64)
+    with torch.no_grad():
+        expected = net(images)
+    got = teacher(images)
+    assert got.shape == (3, 6) and got.dtype == torch.float32
+    assert torch.allclose(got, expected, atol=1e-3)
+    assert not torch.allclose(got, torch.zeros_like(got))  # a real forward pass, not a constant
+    loss = DistillationLoss(teacher, DistilRecipe(temperature=2.0, alpha=1.0))
+    batch = {"img": torch.rand(3, 3, 64, 64), "cls": torch.tensor([0, 1, 2])}
+    with torch.no_grad():
+        student = net((batch["img"] - loss.mean) / loss.std)
+    assert float(loss(student, batch)[0]) == pytest.approx(0.0, abs=1e-4)  # student == teacher
+    assert pickle.loads(pickle.dumps(loss)).teacher is None
+
+
 @pytest.mark.slow
 def test_distilled_student_trains_and_ships_as_plain_ultralytics(
     skin6_dir: Path, tmp_path: Path
