@@ -31,7 +31,6 @@ from service.pipeline.domain import CLASSES
 from service.pipeline.feature_ood import fit_feature_distance
 from service.pipeline.gate_config import GateConfig
 from service.pipeline.model_card import ModelCard, write_card
-from service.pipeline.triage_config import TriageConfig
 from service.settings import Settings
 from service.training.cv import CV_RECIPE, EMA_DECAY, all_photos
 from service.training.cv_fold import logits_and_features, train_fixed_schedule
@@ -46,7 +45,7 @@ from service.training.oof_entries import (
     card_cv_sections,
     energy_entry,
     feature_entry,
-    triage_entries,
+    save_triage_entries,
 )
 from service.training.shipping import ship_model
 
@@ -169,14 +168,7 @@ def _refit_configs(
         features={**config.features, **entries},
     )
     config.save(models_dir)
-    triage = TriageConfig.load(models_dir)
-    malignancy, conformal = triage_entries(report, card.name, model_sha)
-    triage = replace(
-        triage,
-        thresholds={**triage.thresholds, entry: malignancy},
-        conformal={**triage.conformal, entry: conformal},
-    )
-    triage.save(models_dir)
+    save_triage_entries(models_dir, report, entry, card.name, model_sha)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -22,7 +22,7 @@ import datetime as dt
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +39,9 @@ from service.evaluation.ensemble_cv import (
 from service.pipeline.backends import ENSEMBLE_CARD
 from service.pipeline.classifier import FEATURES_OUTPUT, ensemble_info
 from service.pipeline.domain import CLASSES
-from service.pipeline.gate_config import FeatureThreshold, GateConfig
+from service.pipeline.gate_config import GateConfig
 from service.pipeline.model_card import ModelCard, write_card
 from service.pipeline.ood import logsumexp
-from service.pipeline.triage_config import TriageConfig
 from service.settings import Settings
 from service.training.cv_fit import borrowed_gate, fit_all, read_oof, variants
 from service.training.cv_gate import GatePercentiles
@@ -51,7 +50,8 @@ from service.training.oof_entries import (
     energy_bars,
     energy_entry,
     feature_entry,
-    triage_entries,
+    save_gate_entries,
+    save_triage_entries,
 )
 from service.training.shipping import dataset_fingerprint
 
@@ -213,7 +213,9 @@ def ship_ensemble_oof(
             "gate": {k: v for k, v in report["gate"].items() if k != "negatives"},
         },
     }
-    _save_entries(models_dir, feature, report, name, digest)
+    ood = energy_entry(report["energy"], name, digest)
+    save_gate_entries(models_dir, "ensemble", feature, ood)
+    save_triage_entries(models_dir, report, "ensemble", name, digest)
     write_card(models_dir / ENSEMBLE_CARD, card)
     return card
 
@@ -231,22 +233,6 @@ def _entry(member: Member, judged: dict[str, Any]) -> dict[str, Any]:
         "oof_macro_f1": judged["macro_f1"],
         "oof_macro_f1_ci95": judged["macro_f1_ci95"],
     }
-
-
-def _save_entries(
-    models_dir: Path, feature: FeatureThreshold, report: dict[str, Any], name: str, digest: str
-) -> None:
-    config = GateConfig.load(models_dir)
-    features = {**config.features, "ensemble": feature}
-    ood = {**config.ood, "ensemble": energy_entry(report["energy"], name, digest)}
-    replace(config, ood=ood, features=features).save(models_dir)
-    triage = TriageConfig.load(models_dir)
-    malignancy, conformal = triage_entries(report, name, digest)
-    replace(
-        triage,
-        thresholds={**triage.thresholds, "ensemble": malignancy},
-        conformal={**triage.conformal, "ensemble": conformal},
-    ).save(models_dir)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,13 +4,15 @@ predictions."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from service.pipeline.gate_config import FeatureThreshold, OodScore, OodThreshold
-from service.pipeline.triage_config import ConformalThreshold, MalignancyThreshold
+from service.pipeline.gate_config import FeatureThreshold, GateConfig, OodScore, OodThreshold
+from service.pipeline.triage_config import ConformalThreshold, MalignancyThreshold, TriageConfig
 from service.training.triage_threshold import TARGET
 
 OOF_NOTE = "5-fold photo-group cross-validation over skin6 train + val (out-of-fold)"
@@ -118,3 +120,26 @@ def card_cv_sections(report: dict[str, Any]) -> tuple[dict[str, Any], dict[str, 
         "gate": {k: v for k, v in report["gate"].items() if k != "negatives"},
     }
     return calibration, metrics
+
+
+def save_gate_entries(
+    models_dir: Path, entry: str, feature: FeatureThreshold, ood: OodThreshold
+) -> None:
+    """`gate.json` with `entry`'s feature and OOD-score thresholds replaced."""
+    config = GateConfig.load(models_dir)
+    replace(
+        config, ood={**config.ood, entry: ood}, features={**config.features, entry: feature}
+    ).save(models_dir)
+
+
+def save_triage_entries(
+    models_dir: Path, report: dict[str, Any], entry: str, model_name: str, model_sha256: str
+) -> None:
+    """`triage.json` with `entry`'s malignancy and conformal thresholds from `report`."""
+    triage = TriageConfig.load(models_dir)
+    malignancy, conformal = triage_entries(report, model_name, model_sha256)
+    replace(
+        triage,
+        thresholds={**triage.thresholds, entry: malignancy},
+        conformal={**triage.conformal, entry: conformal},
+    ).save(models_dir)

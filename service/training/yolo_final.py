@@ -30,14 +30,18 @@ from service.evaluation.dataset import file_sha256
 from service.pipeline.domain import CLASSES
 from service.pipeline.gate_config import GateConfig
 from service.pipeline.model_card import ModelCard, write_card
-from service.pipeline.triage_config import TriageConfig
 from service.settings import Settings
 from service.training.cv import all_photos, file_id
 from service.training.cv_fit import read_oof
 from service.training.cv_fold import plan_recipe
 from service.training.effnet_model import build_model
 from service.training.ensemble_relink import relink_ensemble
-from service.training.oof_entries import card_cv_sections, energy_entry, triage_entries
+from service.training.oof_entries import (
+    card_cv_sections,
+    energy_entry,
+    save_gate_entries,
+    save_triage_entries,
+)
 from service.training.shipping import dataset_fingerprint
 from service.training.yolo import YoloRecipe, train_yolo
 from service.training.yolo_cv import link_photos
@@ -119,16 +123,10 @@ def ship_student(
     write_card(models_dir / f"{name}.json", card)
     shipped = ModelCard.load(models_dir / f"{name}.json")
     sha = shipped.onnx_sha256
-    features = {**config.features, "yolo": replace(borrowed, model_name=name, model_sha256=sha)}
-    ood = {**config.ood, "yolo": energy_entry(report["max_logit"], name, sha, "max_logit")}
-    replace(config, ood=ood, features=features).save(models_dir)
-    triage = TriageConfig.load(models_dir)
-    malignancy, conformal = triage_entries(report, name, sha)
-    replace(
-        triage,
-        thresholds={**triage.thresholds, "yolo": malignancy},
-        conformal={**triage.conformal, "yolo": conformal},
-    ).save(models_dir)
+    feature = replace(borrowed, model_name=name, model_sha256=sha)
+    ood = energy_entry(report["max_logit"], name, sha, "max_logit")
+    save_gate_entries(models_dir, "yolo", feature, ood)
+    save_triage_entries(models_dir, report, "yolo", name, sha)
     relink_ensemble(models_dir, shipped, by_name_only=True)
     return card
 

@@ -17,6 +17,7 @@ torch = pytest.importorskip("torch", reason="training needs the `train` extra")
 pytest.importorskip("ultralytics", reason="training needs the `train` extra")
 pytest.importorskip("efficientnet_lite_pytorch", reason="training needs the `train` extra")
 
+from service.evaluation.cv_report import format_cv_report  # noqa: E402
 from service.pipeline.classifier import OnnxClassifier  # noqa: E402
 from service.pipeline.gate_config import GateConfig  # noqa: E402
 from service.pipeline.model_card import ModelCard  # noqa: E402
@@ -64,8 +65,14 @@ def test_the_final_student_ships_with_its_cv_thresholds_and_the_teachers_gate(
         cv_run["data"], cv_run["work"], work, oof, recipe, DistilRecipe(), tag, cv_run["oof"]
     )
     taught = {"name": "tiny-teacher", "weights": tag}
-    report = student_report(oof, work, cv_run["data"], cv_run["shared"], taught, None)
+    teacher_file = models / "cv" / "tiny-teacher.cv.json"
+    teacher_file.write_text(json.dumps(teacher_report))
+    report = student_report(oof, work, cv_run["data"], cv_run["shared"], taught, teacher_file)
     assert "energy" not in report and report["max_logit"]["percentile"] == 1.0
+    teacher_f1 = teacher_report["variants"][teacher_report["chosen"]]["macro_f1"]
+    student_f1 = report["variants"]["last"]["macro_f1"]
+    assert report["gap_to_teacher"] == round(teacher_f1 - student_f1, 4)
+    assert "distilled from tiny-teacher" in format_cv_report(report)
     assert report["recipe"]["patience"] == 1  # as the folds trained: no early stopping
 
     wrong = {**report, "teacher": {"name": "another-model", "weights": tag}}
