@@ -35,12 +35,13 @@ def format_cv_report(report: dict[str, Any]) -> str:
         f"{chosen['ece_15']:.4f} {_ci(chosen['ece_15_ci95'])} (temperature cross-fitted); "
         f"shipped T={report['temperature']}"
     )
-    if "gap_to_teacher" in report:  # a distilled student (`yolo_cv`)
-        teacher = report["teacher"]
+    if "gap_to_teacher" in report:  # a YOLO student (`yolo_cv`)
+        teacher, gap = report["teacher"], report["gap_to_teacher"]
+        how = "distilled from" if report.get("distillation") else "compared with"
         lines.append(
-            f"distilled from {teacher['name']} ({teacher['weights']}, OOF macro-F1 "
-            f"{report['teacher_macro_f1']:.4f}): {report['gap_to_teacher']:+.4f} below it "
-            "(target: at most 0.03)"
+            f"{how} {teacher['name']} ({teacher['weights']}, OOF macro-F1 "
+            f"{report['teacher_macro_f1']:.4f}): {abs(gap):.4f} {'below' if gap >= 0 else 'above'}"
+            " it (target: at most 0.03 below)"
         )
     group = chosen.get("by_photo_group")
     if group:

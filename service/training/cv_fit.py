@@ -74,6 +74,14 @@ def variants(oof: npt.NDArray[Any] | Any) -> dict[str, npt.NDArray[np.float64]]:
     return result
 
 
+def variant_logits(oof: dict[str, npt.NDArray[Any]], variant: str, where: str) -> npt.NDArray[Any]:
+    """One variant's logits, or a clear refusal naming the variants `where` holds."""
+    held = variants(oof)
+    if variant not in held:
+        raise SystemExit(f"{where} holds the variants {sorted(held)}, not {variant!r}")
+    return held[variant]
+
+
 def read_oof(path: Path | str) -> dict[str, npt.NDArray[Any]]:
     """An OOF file's arrays."""
     with np.load(path) as oof:

@@ -4,7 +4,8 @@
     models/cv/<effnet>.oof.npz:ema+flip`
 
 Each argument is an OOF file (same photos, same folds) and optionally the variant to use
-(`last`, `ema`, `last+flip`, `ema+flip`; default `last`). Prints the cross-fitted figures of the
+(`last`, `ema`, `last+flip`, `ema+flip` for an EfficientNet CV; a YOLO student's holds only
+`last`, the default). Prints the cross-fitted figures of the
 ensemble and of each member, the weights fitted on all photos, and whether the ensemble beats
 the best single member (only then may it become the default); writes
 `models/cv/ensemble.cv.json`.
@@ -22,7 +23,7 @@ import numpy as np
 from service.evaluation.cv_metrics import Oof
 from service.evaluation.ensemble_cv import cross_fitted_ensemble
 from service.pipeline.domain import CLASSES
-from service.training.cv_fit import read_oof, variants
+from service.training.cv_fit import read_oof, variant_logits
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -34,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for spec in args.members:
         path, _, variant = spec.partition(":")
         arrays = read_oof(path)
-        chosen = variants(arrays)[variant or "last"]
+        chosen = variant_logits(arrays, variant or "last", path)
         if reference is None:
             reference = arrays
         elif (

@@ -1,4 +1,5 @@
-"""Re-link the ensemble card and its gate/triage entries to a new EfficientNet (`cv_final`)."""
+"""Re-link the ensemble card and its gate/triage entries to a retrained member: a new
+EfficientNet (`cv_final`) or YOLO student (`yolo_final`)."""
 
 from __future__ import annotations
 
@@ -21,8 +22,10 @@ ENSEMBLE_NOTE = (
 )
 
 
-def relink_ensemble(models_dir: Path, effnet: ModelCard, by_name_only: bool = False) -> bool:
-    """Point the ensemble card at the new EfficientNet and re-key its gate entries.
+def relink_ensemble(models_dir: Path, member: ModelCard, by_name_only: bool = False) -> bool:
+    """Point the ensemble card at the retrained `member` and re-key its gate entries (the
+    member it replaces: the one of that name, else — unless `by_name_only` — the only
+    EfficientNet).
 
     The ensemble's temperature, weights and figures were fitted with the old member: all are
     dropped (see `ENSEMBLE_NOTE`); `ensemble_ship` fits them again out of fold. False when
@@ -33,19 +36,19 @@ def relink_ensemble(models_dir: Path, effnet: ModelCard, by_name_only: bool = Fa
         return False
     card = ModelCard.load(path).raw
     members = card.get("members", [])
-    replaced = _effnet_members(members, effnet.name, by_name_only)
+    replaced = _replaced_members(members, member.name, by_name_only)
     if not replaced:
         return False
-    for member in replaced:
-        member.update(
-            name=effnet.name,
-            card=effnet.path.name,
-            version=effnet.raw["version"],
-            onnx_sha256=effnet.onnx_sha256,
-            temperature=effnet.temperature,
+    for entry in replaced:
+        entry.update(
+            name=member.name,
+            card=member.path.name,
+            version=member.raw["version"],
+            onnx_sha256=member.onnx_sha256,
+            temperature=member.temperature,
         )
         for stale in ("val_macro_f1", "val_top1", "oof_macro_f1", "oof_macro_f1_ci95"):
-            member.pop(stale, None)
+            entry.pop(stale, None)
     card.pop("weights", None)  # fitted with the old member's predictions
     old_sha = str(card["sha256"])
     identity = ensemble_info(
@@ -96,11 +99,12 @@ def _feature_entry_of_source(
     return None
 
 
-def _effnet_members(
+def _replaced_members(
     members: list[dict[str, Any]], name: str, by_name_only: bool
 ) -> list[dict[str, Any]]:
-    """The member the new EfficientNet replaces: the one of that name, else (unless
-    `by_name_only`, as for an ensemble member) the only member of backend `effnet`."""
+    """The member a retrained model replaces: the one of that name, else (unless
+    `by_name_only`, as for an ensemble member or a YOLO student) the only member of backend
+    `effnet`."""
     named = [m for m in members if m.get("name") == name]
     if named or by_name_only:
         return named

@@ -43,7 +43,7 @@ from service.pipeline.gate_config import GateConfig
 from service.pipeline.model_card import ModelCard, write_card
 from service.pipeline.ood import logsumexp
 from service.settings import Settings
-from service.training.cv_fit import borrowed_gate, fit_all, read_oof, variants
+from service.training.cv_fit import borrowed_gate, fit_all, read_oof, variant_logits
 from service.training.cv_gate import GatePercentiles
 from service.training.oof_entries import (
     OOF_NOTE,
@@ -69,7 +69,7 @@ class Member:
 
     @property
     def logits(self) -> npt.NDArray[np.float64]:
-        return variants(self.arrays)[self.variant]
+        return variant_logits(self.arrays, self.variant, self.card.name)
 
     @property
     def has_features(self) -> bool:
@@ -92,6 +92,7 @@ def load_member(spec: str, models_dir: Path) -> Member:
     if not variant:
         raise SystemExit(f"{card_name} names no CV variant: give it as CARD=OOF:variant")
     member = Member(card, read_oof(oof_path), variant)
+    variant_logits(member.arrays, variant, oof_path)  # refuses a variant the file lacks
     fitted = fit_temperature(member.logits, member.arrays["labels"].astype(np.int64))
     if abs(math.log(member.card.temperature / fitted)) > TEMPERATURE_TOLERANCE:
         raise SystemExit(

@@ -47,7 +47,8 @@ def feature_entry(
 
 
 def energy_bars(energy: npt.NDArray[np.float64]) -> dict[str, float]:
-    """Energy-score bars at the 1st (reject) and 10th (soft) percentiles of skin photos."""
+    """OOD-score bars (energy, or max-logit for a graph that outputs probabilities) at the 1st
+    (reject) and 10th (soft) percentiles of skin photos."""
     return {
         "threshold": round(float(np.percentile(energy, 1.0)), 5),
         "soft_threshold": round(float(np.percentile(energy, 10.0)), 5),

@@ -71,9 +71,10 @@ def train_yolo(
 
     model = YOLO(f"{recipe.arch}.yaml", task="classify")
     # Ultralytics sets torch to cpu_count − 1 threads for CPU training (one, on 2 cores): half
-    # the speed here. Every epoch, as its validator may select the device again.
-    threads = os.cpu_count() or 1
-    model.add_callback("on_train_epoch_start", lambda _: torch.set_num_threads(threads))
+    # the speed here. Given back at the end (the setting is process-wide).
+    before, threads = torch.get_num_threads(), len(os.sched_getaffinity(0))
+    model.add_callback("on_pretrain_routine_end", lambda _: torch.set_num_threads(threads))
+    model.add_callback("on_train_end", lambda _: torch.set_num_threads(before))
     extra: dict[str, Any] = {}
     if teacher is not None:
         extra["trainer"] = distil_trainer(teacher, distil or DistilRecipe())

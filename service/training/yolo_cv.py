@@ -62,9 +62,9 @@ def fold_folder(
     return link_photos(data, placements, root)
 
 
-def teacher_model(teacher_dir: Path, fold: int | None, tag: str) -> torch.nn.Module:
-    """A fold's (or the final) EfficientNet of the teacher CV, built for that run's recipe."""
-    return saved_model(teacher_dir, "final" if fold is None else f"fold{fold}", tag, len(CLASSES))
+def teacher_model(teacher_dir: Path, fold: int, tag: str) -> torch.nn.Module:
+    """A fold's EfficientNet of the teacher CV, built for that run's recipe."""
+    return saved_model(teacher_dir, f"fold{fold}", tag, len(CLASSES))
 
 
 def run_yolo_cv(
@@ -75,15 +75,23 @@ def run_yolo_cv(
     recipe: YoloRecipe,
     distil: DistilRecipe | None,
     tag: str,
-    teacher_oof: Path | None = None,
+    teacher_oof: Path,
 ) -> Path:
-    """The student's OOF file (`out`); with `teacher_oof`, the teacher's gate arrays of its
-    weights `tag` go into it (`cv_fit.borrowed_gate`)."""
+    """The student's OOF file (`out`), with the teacher's OOF gate arrays of its weights `tag`
+    (`teacher_oof`, checked before any fold trains; `cv_fit.borrowed_gate`)."""
     plan = json.loads((teacher_dir / "plan.json").read_text())
     files, folds = plan["files"], np.asarray(plan["folds"], dtype=np.int64)
     items = all_photos(data)
     if [file_id(i, data) for i in items] != files:
         raise SystemExit("the teacher's CV plan names other photos")
+    if not teacher_oof.is_file():
+        raise SystemExit(f"no {teacher_oof}: the student's gate is fitted on the teacher's")
+    taught = read_oof(teacher_oof)
+    if [str(f) for f in taught["files"]] != files or not np.array_equal(taught["folds"], folds):
+        raise SystemExit(f"{teacher_oof} holds other photos or folds than the teacher's plan")
+    gate = borrowed_gate(taught, tag)
+    if "last_feature_distance" not in gate or "negative_names" not in gate:
+        raise SystemExit(f"{teacher_oof} has no gate distances for its {tag!r} weights")
     recipe = replace(recipe, patience=recipe.epochs)  # no early stopping on the held-out fold
     work_dir.mkdir(parents=True, exist_ok=True)
     plan_doc = {
@@ -139,12 +147,6 @@ def run_yolo_cv(
             if not np.array_equal(part["held_index"], np.flatnonzero(folds == fold)):
                 raise SystemExit(f"fold{fold}.npz holds other photos than fold {fold}")
             logits[part["held_index"]] = part["logits"]
-    gate: dict[str, np.ndarray[Any, Any]] = {}
-    if teacher_oof is not None:
-        taught = read_oof(teacher_oof)
-        if list(taught["files"]) != files or not np.array_equal(taught["folds"], folds):
-            raise SystemExit(f"{teacher_oof} holds other photos or folds than the teacher's plan")
-        gate = borrowed_gate(taught, tag)
     out.parent.mkdir(parents=True, exist_ok=True)
     arrays: dict[str, np.ndarray[Any, Any]] = {
         "files": np.asarray(files),
@@ -164,11 +166,14 @@ def student_report(
     data: Path,
     shared_dir: Path,
     teacher: dict[str, str],
-    teacher_report: Path | None,
+    teacher_report: Path,
 ) -> dict[str, Any]:
-    """`cv_fit.fit_all` of the student's OOF file, with the recipe it was trained with (the
-    CV's plan), the teacher (`name`, `weights`), the gap to it and the max-logit bars."""
-    report = fit_all(oof, work_dir, data, shared_dir, GatePercentiles())
+    """`cv_fit.fit_all` of the student's OOF file — at the gate percentiles of the teacher's
+    report, so its gate is the one served — with the recipe it was trained with (the CV's
+    plan), the teacher (`name`, `weights`), the gap to it and the max-logit bars."""
+    taught = json.loads(teacher_report.read_text())
+    percentiles = GatePercentiles(**taught["gate"]["percentiles"])
+    report = fit_all(oof, work_dir, data, shared_dir, percentiles)
     # the graph outputs probabilities: energy is constant, the OOD score is the max logit
     report.pop("energy")
     report["max_logit"] = energy_bars(read_oof(oof)["last_logits"].max(axis=1))
@@ -183,10 +188,8 @@ def student_report(
     return report
 
 
-def teacher_gap(macro_f1: float, teacher_report: Path | None) -> dict[str, float]:
+def teacher_gap(macro_f1: float, teacher_report: Path) -> dict[str, float]:
     """The teacher's OOF macro-F1 (its chosen variant) and how far the student is below it."""
-    if teacher_report is None or not teacher_report.is_file():
-        return {}
     teacher = json.loads(teacher_report.read_text())
     teacher_f1 = float(teacher["variants"][teacher["chosen"]]["macro_f1"])
     return {"teacher_macro_f1": teacher_f1, "gap_to_teacher": round(teacher_f1 - macro_f1, 4)}
@@ -203,9 +206,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-distil", action="store_true")
     parser.add_argument("--temperature", type=float, default=DistilRecipe.temperature)
     parser.add_argument("--alpha", type=float, default=DistilRecipe.alpha)
-    parser.add_argument("--models-dir", type=Path, default=Path("models"))
+    parser.add_argument("--models-dir", type=Path, default=None)
     args = parser.parse_args(argv)
     settings = Settings()
+    args.models_dir = args.models_dir or settings.models_dir
     args.teacher = args.teacher or settings.effnet_model
     args.tag = args.tag or chosen_tag(args.models_dir / "cv" / f"{args.teacher}.cv.json")
     teacher_dir = Path("build/cv") / args.teacher

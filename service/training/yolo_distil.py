@@ -63,7 +63,7 @@ class OnnxTeacher:
         probe = (torch.rand(2, 3, imgsz, imgsz) - self._mean()) / self._std()
         onnx_parity(model, path, probe, tolerance=1e-3)
         options = ort.SessionOptions()
-        options.intra_op_num_threads = os.cpu_count() or 1
+        options.intra_op_num_threads = len(os.sched_getaffinity(0))
         # torch trains the student in the same process: no spinning threads between batches
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

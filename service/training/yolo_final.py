@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -28,7 +29,7 @@ import torch
 
 from service.evaluation.dataset import file_sha256
 from service.pipeline.domain import CLASSES
-from service.pipeline.gate_config import GateConfig
+from service.pipeline.gate_config import FeatureThreshold, GateConfig
 from service.pipeline.model_card import ModelCard, write_card
 from service.settings import Settings
 from service.training.cv import all_photos, file_id
@@ -39,6 +40,7 @@ from service.training.ensemble_relink import relink_ensemble
 from service.training.oof_entries import (
     card_cv_sections,
     energy_entry,
+    feature_entry,
     save_gate_entries,
     save_triage_entries,
 )
@@ -60,6 +62,31 @@ def served_teacher(models_dir: Path, teacher: ModelCard, teacher_dir: Path) -> t
     return model.eval()
 
 
+def check_teacher(
+    report: dict[str, Any], teacher: ModelCard, config: GateConfig
+) -> FeatureThreshold:
+    """The served teacher's own feature entry, refused unless the student's CV was taught by
+    that model's weights and fitted the very same gate."""
+    taught = report["teacher"]
+    if taught["name"] != teacher.name:
+        raise SystemExit(f"the CV taught from {taught['name']}, the served one is {teacher.name}")
+    served_weights = str(teacher.raw["training"]["recipe"].get("weights", "")).split("+")[0]
+    if served_weights != taught["weights"]:
+        raise SystemExit(
+            f"the CV taught from {teacher.name}'s {taught['weights']!r} weights, the served "
+            f"ones are {served_weights!r}: run `yolo_cv --tag {served_weights}`"
+        )
+    own = config.own_features(teacher.onnx_sha256)
+    fitted = feature_entry(report, teacher.name, teacher.onnx_sha256, "", "", "")
+    same = own is not None and all(
+        getattr(own, k) == getattr(fitted, k)
+        for k in ("method", "threshold", "soft_threshold", "unusual_threshold")
+    )
+    if own is None or not same:
+        raise SystemExit(f"{teacher.name}'s gate entry is not the one the student's CV fitted")
+    return own
+
+
 def ship_student(
     data: Path,
     models_dir: Path,
@@ -71,15 +98,9 @@ def ship_student(
     version: str,
 ) -> dict[str, Any]:
     """Train on every photo, write the card with the CV figures and the gate/triage entries
-    (`report`: the student's CV report, its OOF file beside it in `models_dir/cv`)."""
-    taught = report["teacher"]
-    if taught["name"] != teacher.name:
-        raise SystemExit(f"the CV taught from {taught['name']}, the served one is {teacher.name}")
-    config = GateConfig.load(models_dir)
-    borrowed = config.own_features(teacher.onnx_sha256)
-    fitted = report["gate"]["fitted_on_all"]
-    if borrowed is None or borrowed.threshold != round(fitted["reject"], 4):
-        raise SystemExit(f"{teacher.name}'s gate entry is not the one the student's CV fitted")
+    (`report`: the student's CV report, its OOF file beside it in `models_dir/cv`). Trained and
+    carded in `work_dir/ship` first: `models_dir` changes only once all of it is ready."""
+    borrowed = check_teacher(report, teacher, GateConfig.load(models_dir))
     recipe = replace(YoloRecipe(**report["recipe"]), patience=report["recipe"]["epochs"])
     distil = DistilRecipe(**report["distillation"])
     files = [file_id(i, data) for i in all_photos(data)]
@@ -87,17 +108,17 @@ def ship_student(
     if [str(f) for f in oof["files"]] != files:
         raise SystemExit(f"{report['oof']} names other photos than {data}")
     # every photo trains; fold 0 doubles as Ultralytics' `val` (progress only, never a choice)
-    folds = oof["folds"]
     placements = [("train", f) for f in files] + [
-        ("val", f) for f, k in zip(files, folds, strict=True) if int(k) == 0
+        ("val", f) for f, k in zip(files, oof["folds"], strict=True) if int(k) == 0
     ]
     folder = link_photos(data, placements, work_dir / "data")
     onnx_teacher = OnnxTeacher(
         served_teacher(models_dir, teacher, teacher_dir), work_dir / "teacher.onnx", recipe.imgsz
     )
+    stage = work_dir / "ship"
     card = train_yolo(
         folder,
-        models_dir,
+        stage,
         name,
         recipe,
         work_dir / "work",
@@ -116,10 +137,12 @@ def ship_student(
     card["training"]["teacher"] = {
         "name": teacher.name,
         "onnx_sha256": teacher.onnx_sha256,
-        "weights": taught["weights"],
+        "weights": report["teacher"]["weights"],
     }
     card["calibration"], card["metrics"] = card_cv_sections(report)
     card["metrics"]["cross_validated"]["gap_to_teacher"] = report.get("gap_to_teacher")
+    for key in ("pt", "onnx"):
+        shutil.copyfile(stage / card["weights"][key], models_dir / card["weights"][key])
     write_card(models_dir / f"{name}.json", card)
     shipped = ModelCard.load(models_dir / f"{name}.json")
     sha = shipped.onnx_sha256

@@ -223,7 +223,7 @@ def test_a_gate_of_another_kind_is_refused_and_nothing_is_written(
 
 
 def test_a_students_single_variant_oof_file_reads_as_its_one_variant(tmp_path: Path) -> None:
-    from service.training.cv_fit import borrowed_gate, read_oof, variants
+    from service.training.cv_fit import borrowed_gate, read_oof, variant_logits, variants
 
     logits = np.arange(12, dtype=np.float32).reshape(2, 6)
     np.savez(tmp_path / "student.oof.npz", last_logits=logits, labels=np.array([0, 1]))
@@ -231,6 +231,8 @@ def test_a_students_single_variant_oof_file_reads_as_its_one_variant(tmp_path: P
     views = variants(arrays)
     assert list(views) == ["last"]  # no variant it does not hold (the card would list copies)
     np.testing.assert_array_equal(views["last"], logits)
+    with pytest.raises(SystemExit, match=r"holds the variants \['last'\], not 'ema\+flip'"):
+        variant_logits(arrays, "ema+flip", "student.oof.npz")
     teacher = {
         "ema_feature_distance": np.array([1.0, 2.0]),
         "last_feature_distance": np.array([9.0, 9.0]),

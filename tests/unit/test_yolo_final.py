@@ -60,7 +60,11 @@ def test_the_final_student_ships_with_its_cv_thresholds_and_the_teachers_gate(
 
     work = tmp_path / "student-cv"
     oof = models / "cv" / "student.oof.npz"
-    recipe = YoloRecipe(epochs=1, imgsz=32, batch=4)
+    recipe = YoloRecipe(epochs=2, imgsz=32, batch=4)
+    with pytest.raises(SystemExit, match="the student's gate is fitted on the teacher's"):
+        missing = tmp_path / "missing.oof.npz"  # refused before hours of folds, not after
+        run_yolo_cv(cv_run["data"], cv_run["work"], work, oof, recipe, DistilRecipe(), tag, missing)
+    assert not work.exists()
     run_yolo_cv(
         cv_run["data"], cv_run["work"], work, oof, recipe, DistilRecipe(), tag, cv_run["oof"]
     )
@@ -73,13 +77,64 @@ def test_the_final_student_ships_with_its_cv_thresholds_and_the_teachers_gate(
     student_f1 = report["variants"]["last"]["macro_f1"]
     assert report["gap_to_teacher"] == round(teacher_f1 - student_f1, 4)
     assert "distilled from tiny-teacher" in format_cv_report(report)
-    assert report["recipe"]["patience"] == 1  # as the folds trained: no early stopping
+    assert report["recipe"]["patience"] == 2  # as the folds trained: no early stopping
 
-    wrong = {**report, "teacher": {"name": "another-model", "weights": tag}}
-    with pytest.raises(SystemExit, match="taught from another-model"):
-        ship_student(
-            cv_run["data"], models, wrong, teacher, cv_run["work"], tmp_path / "f", "s", "0"
-        )
+    other_tag = "last" if tag == "ema" else "ema"
+    fitted = report["gate"]["fitted_on_all"]
+    refused = {
+        "taught from another-model": {
+            **report,
+            "teacher": {"name": "another-model", "weights": tag},
+        },
+        f"{other_tag!r} weights": {**report, "teacher": {**taught, "weights": other_tag}},
+        "gate entry is not": {
+            **report,
+            "gate": {**report["gate"], "fitted_on_all": {**fitted, "soft": fitted["soft"] + 1}},
+        },
+    }
+    for message, wrong in refused.items():
+        with pytest.raises(SystemExit, match=message):
+            ship_student(
+                cv_run["data"], models, wrong, teacher, cv_run["work"], tmp_path / "f", "s", "0"
+            )
+    # an ensemble that holds the student follows it (by name)
+    from service.pipeline.backends import ENSEMBLE_CARD
+    from service.pipeline.classifier import ensemble_info
+    from service.pipeline.domain import ModelInfo
+    from service.pipeline.model_card import write_card
+
+    old = ModelInfo("tiny-student", "1.0.0", "0" * 64)
+    members = [
+        {
+            "backend": "yolo",
+            "name": old.name,
+            "version": old.version,
+            "card": "tiny-student.json",
+            "onnx_sha256": old.sha256,
+            "temperature": 1.0,
+            "oof_macro_f1": 0.5,
+        },
+        {
+            "backend": "effnet",
+            "name": teacher.name,
+            "version": "2.0.0",
+            "card": teacher.path.name,
+            "onnx_sha256": teacher.onnx_sha256,
+            "temperature": teacher.temperature,
+        },
+    ]
+    write_card(
+        models / ENSEMBLE_CARD,
+        {
+            "name": "skinscreen-ensemble",
+            "version": "2.0.0",
+            "classes": teacher.raw["classes"],
+            "sha256": ensemble_info([old, teacher.info]).sha256,
+            "members": members,
+            "weights": [0.5, 0.5],
+            "calibration": {"temperature": 0.9},
+        },
+    )
     card = ship_student(
         cv_run["data"],
         models,
@@ -99,6 +154,9 @@ def test_the_final_student_ships_with_its_cv_thresholds_and_the_teachers_gate(
     assert card["training"]["teacher"]["onnx_sha256"] == teacher.onnx_sha256
     assert card["training"]["recipe"]["distillation"] == {"temperature": 2.0, "alpha": 0.7}
     assert card["training"]["data"]["splits"] == ["train", "val"]
+    assert card["training"]["recipe"]["patience"] == card["training"]["recipe"]["epochs"] == 2
+    runs = list((tmp_path / "final" / "work" / "runs").glob("*/results.csv"))
+    assert len(runs) == 1 and len(runs[0].read_text().strip().splitlines()) == 1 + 2  # no stop
     trained = {p.name for p in (tmp_path / "final" / "data" / "train").rglob("*.jpg")}
     assert trained == {item.path.name for item in cv_run["items"]}  # every photo
     classifier = OnnxClassifier(loaded)
@@ -123,3 +181,7 @@ def test_the_final_student_ships_with_its_cv_thresholds_and_the_teachers_gate(
     # the teacher's own entries are left alone
     assert triage.thresholds["effnet"].model_sha256 == teacher.onnx_sha256
     assert json.loads((models / "gate.json").read_text())["ood"]["effnet"]["score"] == "energy"
+    ensemble = json.loads((models / ENSEMBLE_CARD).read_text())
+    student = next(m for m in ensemble["members"] if m["backend"] == "yolo")
+    assert student["onnx_sha256"] == loaded.onnx_sha256 and "oof_macro_f1" not in student
+    assert "weights" not in ensemble  # fitted with the old student: ensemble_ship refits them
