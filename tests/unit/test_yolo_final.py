@@ -77,6 +77,9 @@ def test_the_final_student_ships_with_its_cv_thresholds_and_the_teachers_gate(
     student_f1 = report["variants"]["last"]["macro_f1"]
     assert report["gap_to_teacher"] == round(teacher_f1 - student_f1, 4)
     assert "distilled from tiny-teacher" in format_cv_report(report)
+    assert "0.0100 above it" in format_cv_report({**report, "gap_to_teacher": -0.01})
+    plain = format_cv_report({**report, "distillation": None})
+    assert "compared with tiny-teacher" in plain and "distilled" not in plain
     assert report["recipe"]["patience"] == 2  # as the folds trained: no early stopping
 
     other_tag = "last" if tag == "ema" else "ema"
