@@ -56,8 +56,13 @@ def plan_recipe(work_dir: Path) -> EffnetRecipe:
 def saved_model(work_dir: Path, stem: str, tag: str, num_classes: int) -> nn.Module:
     """`<stem>.<tag>.pt` of a CV run (a fold's or the final model), in eval mode, built for the
     run's recipe."""
+    return weights_for_run(work_dir, work_dir / f"{stem}.{tag}.pt", num_classes)
+
+
+def weights_for_run(work_dir: Path, weights: Path, num_classes: int) -> nn.Module:
+    """The state dict `weights` loaded into a model built for the CV run's recipe, eval mode."""
     model = build_model(num_classes, plan_recipe(work_dir))
-    state = torch.load(work_dir / f"{stem}.{tag}.pt", map_location="cpu", weights_only=True)
+    state = torch.load(weights, map_location="cpu", weights_only=True)
     model.load_state_dict(state)
     return model.eval()
 

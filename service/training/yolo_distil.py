@@ -42,6 +42,9 @@ class DistilRecipe:
 
 
 Teacher = Callable[[torch.Tensor], torch.Tensor]
+#: The teacher's input normalisation (Ultralytics hands the loss images in [0, 1]).
+MEAN = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+STD = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
 
 
 class OnnxTeacher:
@@ -60,7 +63,7 @@ class OnnxTeacher:
         model.eval()
         path.parent.mkdir(parents=True, exist_ok=True)
         export_onnx(model, path, imgsz)
-        probe = (torch.rand(2, 3, imgsz, imgsz) - self._mean()) / self._std()
+        probe = (torch.rand(2, 3, imgsz, imgsz) - MEAN) / STD
         onnx_parity(model, path, probe, tolerance=1e-3)
         options = ort.SessionOptions()
         options.intra_op_num_threads = len(os.sched_getaffinity(0))
@@ -68,14 +71,6 @@ class OnnxTeacher:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.input, self.output = INPUT_NAME, OUTPUT_NAME
-
-    @staticmethod
-    def _mean() -> torch.Tensor:
-        return torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-
-    @staticmethod
-    def _std() -> torch.Tensor:
-        return torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         batch = np.ascontiguousarray(images.detach().cpu().numpy(), dtype=np.float32)
@@ -91,8 +86,7 @@ class DistillationLoss:
             teacher.eval()
         self.teacher = teacher
         self.recipe = recipe
-        self.mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-        self.std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+        self.mean, self.std = MEAN, STD
 
     def __getstate__(self) -> dict[str, Any]:
         # checkpoints and EMA copies carry the recipe, never the teacher's weights

@@ -34,8 +34,7 @@ from service.pipeline.model_card import ModelCard, write_card
 from service.settings import Settings
 from service.training.cv import all_photos, file_id
 from service.training.cv_fit import read_oof
-from service.training.cv_fold import plan_recipe
-from service.training.effnet_model import build_model
+from service.training.cv_fold import weights_for_run
 from service.training.ensemble_relink import relink_ensemble
 from service.training.oof_entries import (
     card_cv_sections,
@@ -56,10 +55,7 @@ def served_teacher(models_dir: Path, teacher: ModelCard, teacher_dir: Path) -> t
     pt = teacher.raw["weights"].get("pt")
     if not pt or file_sha256(models_dir / pt) != teacher.raw["weights"].get("pt_sha256"):
         raise SystemExit(f"{teacher.name}: no torch weights matching its card in {models_dir}")
-    model = build_model(len(CLASSES), plan_recipe(teacher_dir))
-    state = torch.load(models_dir / pt, map_location="cpu", weights_only=True)
-    model.load_state_dict(state)
-    return model.eval()
+    return weights_for_run(teacher_dir, models_dir / pt, len(CLASSES))
 
 
 def check_teacher(
